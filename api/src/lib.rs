@@ -1,0 +1,26 @@
+//! Open Cluster Management's API types in Rust, and the Kubernetes facade.
+//!
+//! Every crate reaches `kube` and `k8s-openapi` through the re-exports here, so bumping either
+//! (or the Kubernetes API version, `v1_33`, the oldest hub and spoke minor we support) happens
+//! in one place. The OCM kinds (ManagedCluster, ManifestWork, Placement, …) arrive with the
+//! issues that implement their behaviour.
+//!
+//! Architecture invariant: types and pure helpers only; no I/O.
+
+pub use k8s_openapi;
+pub use kube;
+
+/// The oldest Kubernetes minor version whose API types this build uses (`k8s-openapi`'s
+/// version feature).
+pub const KUBERNETES_API_VERSION: &str = "1.33";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn facade_version_matches_the_enabled_k8s_openapi_feature() {
+        assert_eq!(
+            format!("{}.{}", k8s_openapi::k8s_openapi_version_major(), k8s_openapi::k8s_openapi_version_minor()),
+            super::KUBERNETES_API_VERSION
+        );
+    }
+}

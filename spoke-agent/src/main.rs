@@ -1,0 +1,24 @@
+//! `ocm-agent`: the ocm-rs spoke agent. It registers its cluster with the hub over one outbound
+//! CloudEvents stream, applies delivered ManifestWorks to its own cluster and reports status.
+//!
+//! Today it answers `--help` and `--version`; registration and work delivery arrive with
+//! issues 4 and 5, and it refuses to pretend before then.
+
+#![allow(clippy::print_stderr)] // the binary's edge reports on the terminal
+
+use clap::Parser;
+
+/// The ocm-rs agent: registration, work delivery and status for one managed cluster.
+#[derive(Debug, Parser)]
+#[command(name = "ocm-agent", version, about, long_about = None)]
+struct Cli {}
+
+fn main() -> std::process::ExitCode {
+    let Cli {} = Cli::parse();
+    eprintln!(
+        "ocm-agent {}: registration and work delivery are not part of this build yet; \
+         see `ocm-agent --help`",
+        env!("CARGO_PKG_VERSION")
+    );
+    std::process::ExitCode::from(2)
+}

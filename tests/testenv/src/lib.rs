@@ -1,0 +1,32 @@
+//! Real local Kubernetes clusters for ocm-rs' tests and local environment.
+//!
+//! A [`Cluster`] is etcd, kube-apiserver (RBAC, client-certificate authentication with its own
+//! CA, a service-account issuer so TokenRequest and TokenReview work), kube-controller-manager
+//! (garbage collector, namespace, deployment, replicaset, service-account and CSR-signing
+//! controllers, …), kube-scheduler and kwok simulating Ready nodes — all real binaries from
+//! [`ocm_testbins`], run as processes on 127.0.0.1 with free ports. Several clusters run side
+//! by side, each with its own etcd, CA and directory.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ocm_testenv::TestEnvError> {
+//! let cluster = ocm_testenv::Cluster::start("hub").await?;
+//! let client = cluster.client()?;
+//! // … use `client`, or hand `cluster.kubeconfig_path()` to a process …
+//! cluster.stop();
+//! # Ok(()) }
+//! ```
+//!
+//! No process outlives its cluster: `stop`, `Drop` (including a panicking test's unwinding) and
+//! the kernel's parent-death signal (when the test process itself is killed) all end them.
+
+mod cluster;
+mod error;
+mod kubeconfig;
+mod pki;
+mod ports;
+mod process;
+
+pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATION};
+pub use error::TestEnvError;
+pub use ports::free_port;
+pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};

@@ -1,0 +1,171 @@
+//! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
+//!
+//! - `k8s-bins`: build the real Kubernetes binaries into the cache (once per version).
+//! - `test`: the whole test suite, real clusters included (what `.ci/run` and the README use).
+//! - `up` / `down` / `status`: the local environment (a hub and managed clusters).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on the terminal
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Parser, Subcommand};
+use ocm_testbins::go_build::{self, BuildOutcome};
+use ocm_testbins::{Assets, AssetsLocation};
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "ocm-rs project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
+    /// from their Go modules into the cache (skipped when already cached).
+    K8sBins {
+        /// Rebuild even when a complete build is cached.
+        #[arg(long)]
+        force: bool,
+        /// The Go command to use.
+        #[arg(long, env = "GO", default_value = "go")]
+        go: PathBuf,
+    },
+    /// Run the whole test suite against real clusters (builds the binaries first if needed).
+    Test {
+        /// Extra arguments for `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Start the local environment: a hub cluster and managed clusters, in the background.
+    Up {
+        /// Extra arguments for `ocm-localenv up` (after `--`), e.g. `-- --managed 3`.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Stop the local environment and every process it started.
+    Down,
+    /// Show whether the local environment runs, and where its kubeconfigs are.
+    Status,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.task {
+        Task::K8sBins { force, go } => k8s_bins(&go, force).map(|_| ()),
+        Task::Test { cargo_args } => test(&cargo_args),
+        Task::Up { args } => {
+            let assets = ensure_assets()?;
+            let mut full = vec!["up".to_owned()];
+            full.extend(args);
+            localenv(&full)?;
+            println!(
+                "kubectl {} is at {}: export PATH=\"{}:$PATH\"",
+                ocm_testbins::components::KUBERNETES.version,
+                assets.kubectl.display(),
+                assets.kubectl_dir().display()
+            );
+            Ok(())
+        }
+        Task::Down => localenv(&["down".to_owned()]),
+        Task::Status => localenv(&["status".to_owned()]),
+    }
+}
+
+/// Builds what is missing and returns the located binaries.
+fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
+    let location = AssetsLocation::from_env()?;
+    let AssetsLocation::Cache(root) = &location else {
+        eprintln!("{} is set: using the binaries there, building nothing", ocm_testbins::assets::ASSETS_ENV);
+        return Ok(Assets::locate(&location)?);
+    };
+    let progress = |line: &str| eprintln!("[k8s-bins] {line}");
+    let outcomes = go_build::build_missing(go, root, force, &progress)?;
+    let built: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            BuildOutcome::Built { component, elapsed, .. } => {
+                Some(format!("{} {} in {:.0} s", component.name, component.version, elapsed.as_secs_f64()))
+            }
+            BuildOutcome::Cached { .. } => None,
+        })
+        .collect();
+    if !built.is_empty() {
+        eprintln!("[k8s-bins] built: {}", built.join(", "));
+    }
+    Ok(Assets::locate(&location)?)
+}
+
+/// Binaries from `OCM_TEST_ASSETS` or the cache, building into the cache when missing.
+fn ensure_assets() -> Result<Assets> {
+    match AssetsLocation::from_env()? {
+        location @ AssetsLocation::Directory(_) => Ok(Assets::locate(&location)?),
+        AssetsLocation::Cache(_) => {
+            let go = std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from);
+            k8s_bins(&go, false)
+        }
+    }
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    let assets = ensure_assets()?;
+    eprintln!("[test] Kubernetes binaries: {}", assets.kube_apiserver.parent().map_or_else(String::new, |p| p.display().to_string()));
+    let mut cmd = cargo();
+    cmd.args(["test", "--workspace", "--all-targets"]).args(cargo_args);
+    run_checked(&mut cmd)?;
+    let mut doc = cargo();
+    doc.args(["test", "--workspace", "--doc"]);
+    run_checked(&mut doc)
+}
+
+fn localenv(args: &[String]) -> Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "--package", "ocm-testenv", "--bin", "ocm-localenv", "--"]).args(args);
+    run_checked(&mut cmd)
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+fn run_checked(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("could not run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_parses_every_task() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+        assert!(matches!(Cli::parse_from(["xtask", "k8s-bins", "--force"]).task, Task::K8sBins { force: true, .. }));
+        let Task::Test { cargo_args } = Cli::parse_from(["xtask", "test", "--", "--test", "x"]).task else {
+            panic!("test task expected");
+        };
+        assert_eq!(cargo_args, ["--test", "x"]);
+    }
+
+    #[test]
+    fn cache_root_is_outside_the_repository() {
+        let root = ocm_testbins::assets::default_cache_root().unwrap();
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        assert!(!root.starts_with(repo), "{} is inside {}", root.display(), repo.display());
+    }
+}
