@@ -129,10 +129,20 @@ fn test(cargo_args: &[String]) -> Result<()> {
     run_checked(&mut doc)
 }
 
+/// Runs `ocm-localenv <args> --dir <workspace>/.ocm-local`, whatever the current directory.
 fn localenv(args: &[String]) -> Result<()> {
+    let dir = workspace_root().join(".ocm-local");
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--package", "ocm-testenv", "--bin", "ocm-localenv", "--"]).args(args);
+    cmd.args(["run", "--quiet", "--package", "ocm-testenv", "--bin", "ocm-localenv", "--"])
+        .args(args)
+        .arg("--dir")
+        .arg(dir);
     run_checked(&mut cmd)
+}
+
+fn workspace_root() -> PathBuf {
+    let xtask_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask_dir.parent().unwrap_or(xtask_dir).to_owned()
 }
 
 fn cargo() -> Command {

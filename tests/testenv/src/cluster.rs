@@ -2,6 +2,7 @@
 //! kube-controller-manager, kube-scheduler and kwok with simulated nodes.
 
 use std::net::{Ipv4Addr, TcpStream};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -198,7 +199,12 @@ impl Cluster {
             _ => {}
         }
         for sub in ["logs", "pki", "etcd"] {
-            std::fs::create_dir_all(layout.dir.join(sub)).map_err(io("creating its directory"))?;
+            // 0700: etcd refuses to trust a data directory others can read, and pki holds keys.
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(layout.dir.join(sub))
+                .map_err(io("creating its directory"))?;
         }
 
         let etcd_port = free_port()?;
@@ -326,6 +332,10 @@ impl Cluster {
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
             "--profiling=false".to_owned(),
+            // The `kubernetes` Service cannot point at a loopback address (the apiserver would
+            // log a validation error every few seconds), and nothing in the cluster dials it:
+            // kwok's pods never run code.
+            "--endpoint-reconciler-type=none".to_owned(),
         ];
         self.spawn(layout, "kube-apiserver", &assets.kube_apiserver, &apiserver_args)?;
         let client = self.client_at("connecting to the apiserver")?;
@@ -503,6 +513,11 @@ impl Cluster {
     /// `(component, pid)` of every process of the cluster.
     pub fn components(&self) -> Vec<(&'static str, u32)> {
         self.processes.iter().map(|p| (p.component(), p.pid())).collect()
+    }
+
+    /// Components that have exited (a healthy cluster has none).
+    pub fn exited_components(&mut self) -> Vec<&'static str> {
+        self.processes.iter_mut().filter_map(|p| p.exited().map(|_| p.component())).collect()
     }
 
     /// The last `lines` lines of every component's log, headed by the component name.
