@@ -18,9 +18,7 @@ pub const KUBERNETES_API_VERSION: &str = "1.33";
 mod tests {
     #[test]
     fn facade_version_matches_the_enabled_k8s_openapi_feature() {
-        assert_eq!(
-            format!("{}.{}", k8s_openapi::k8s_openapi_version_major(), k8s_openapi::k8s_openapi_version_minor()),
-            super::KUBERNETES_API_VERSION
-        );
+        let enabled: Vec<&str> = vec![k8s_openapi::k8s_if_1_33! { "1.33" }];
+        assert_eq!(enabled, [super::KUBERNETES_API_VERSION]);
     }
 }

@@ -87,7 +87,10 @@ fn run(cli: Cli) -> Result<()> {
 fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
     let location = AssetsLocation::from_env()?;
     let AssetsLocation::Cache(root) = &location else {
-        eprintln!("{} is set: using the binaries there, building nothing", ocm_testbins::assets::ASSETS_ENV);
+        eprintln!(
+            "{} is set: using the binaries there, building nothing",
+            ocm_testbins::assets::ASSETS_ENV
+        );
         return Ok(Assets::locate(&location)?);
     };
     let progress = |line: &str| eprintln!("[k8s-bins] {line}");
@@ -95,9 +98,14 @@ fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
     let built: Vec<String> = outcomes
         .iter()
         .filter_map(|o| match o {
-            BuildOutcome::Built { component, elapsed, .. } => {
-                Some(format!("{} {} in {:.0} s", component.name, component.version, elapsed.as_secs_f64()))
-            }
+            BuildOutcome::Built {
+                component, elapsed, ..
+            } => Some(format!(
+                "{} {} in {:.0} s",
+                component.name,
+                component.version,
+                elapsed.as_secs_f64()
+            )),
             BuildOutcome::Cached { .. } => None,
         })
         .collect();
@@ -120,12 +128,26 @@ fn ensure_assets() -> Result<Assets> {
 
 fn test(cargo_args: &[String]) -> Result<()> {
     let assets = ensure_assets()?;
-    eprintln!("[test] Kubernetes binaries: {}", assets.kube_apiserver.parent().map_or_else(String::new, |p| p.display().to_string()));
+    eprintln!(
+        "[test] Kubernetes binaries: {}",
+        assets
+            .kube_apiserver
+            .parent()
+            .map_or_else(String::new, |p| p.display().to_string())
+    );
+    // In CI the committed Cargo.lock must already be complete.
+    let locked: &[&str] = if std::env::var_os("CI").is_some_and(|v| v == "true") {
+        &["--locked"]
+    } else {
+        &[]
+    };
     let mut cmd = cargo();
-    cmd.args(["test", "--workspace", "--all-targets"]).args(cargo_args);
+    cmd.args(["test", "--workspace", "--all-targets"])
+        .args(locked)
+        .args(cargo_args);
     run_checked(&mut cmd)?;
     let mut doc = cargo();
-    doc.args(["test", "--workspace", "--doc"]);
+    doc.args(["test", "--workspace", "--doc"]).args(locked);
     run_checked(&mut doc)
 }
 
@@ -133,10 +155,18 @@ fn test(cargo_args: &[String]) -> Result<()> {
 fn localenv(args: &[String]) -> Result<()> {
     let dir = workspace_root().join(".ocm-local");
     let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "--package", "ocm-testenv", "--bin", "ocm-localenv", "--"])
-        .args(args)
-        .arg("--dir")
-        .arg(dir);
+    cmd.args([
+        "run",
+        "--quiet",
+        "--package",
+        "ocm-testenv",
+        "--bin",
+        "ocm-localenv",
+        "--",
+    ])
+    .args(args)
+    .arg("--dir")
+    .arg(dir);
     run_checked(&mut cmd)
 }
 
@@ -150,7 +180,9 @@ fn cargo() -> Command {
 }
 
 fn run_checked(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("could not run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -165,8 +197,13 @@ mod tests {
     fn cli_parses_every_task() {
         use clap::CommandFactory as _;
         Cli::command().debug_assert();
-        assert!(matches!(Cli::parse_from(["xtask", "k8s-bins", "--force"]).task, Task::K8sBins { force: true, .. }));
-        let Task::Test { cargo_args } = Cli::parse_from(["xtask", "test", "--", "--test", "x"]).task else {
+        assert!(matches!(
+            Cli::parse_from(["xtask", "k8s-bins", "--force"]).task,
+            Task::K8sBins { force: true, .. }
+        ));
+        let Task::Test { cargo_args } =
+            Cli::parse_from(["xtask", "test", "--", "--test", "x"]).task
+        else {
             panic!("test task expected");
         };
         assert_eq!(cargo_args, ["--test", "x"]);
@@ -175,7 +212,14 @@ mod tests {
     #[test]
     fn cache_root_is_outside_the_repository() {
         let root = ocm_testbins::assets::default_cache_root().unwrap();
-        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        assert!(!root.starts_with(repo), "{} is inside {}", root.display(), repo.display());
+        let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap();
+        assert!(
+            !root.starts_with(repo),
+            "{} is inside {}",
+            root.display(),
+            repo.display()
+        );
     }
 }

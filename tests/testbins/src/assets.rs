@@ -51,7 +51,10 @@ pub fn default_cache_root() -> Result<PathBuf, AssetsError> {
         return Ok(PathBuf::from(xdg).join("ocm-rs").join("k8s"));
     }
     match non_empty("HOME") {
-        Some(home) => Ok(PathBuf::from(home).join(".cache").join("ocm-rs").join("k8s")),
+        Some(home) => Ok(PathBuf::from(home)
+            .join(".cache")
+            .join("ocm-rs")
+            .join("k8s")),
         None => Err(AssetsError::NoCacheRoot),
     }
 }
@@ -89,7 +92,10 @@ impl Assets {
             for (binary, _) in component.binaries {
                 let path = location.file_path(&component, binary);
                 if !is_executable(&path) {
-                    missing.push(format!("{binary} (not an executable file: {})", path.display()));
+                    missing.push(format!(
+                        "{binary} (not an executable file: {})",
+                        path.display()
+                    ));
                 }
             }
             for extra in component.extra_files {
@@ -100,7 +106,10 @@ impl Assets {
             }
         }
         if !missing.is_empty() {
-            return Err(AssetsError::Missing { location: location.clone(), missing });
+            return Err(AssetsError::Missing {
+                location: location.clone(),
+                missing,
+            });
         }
         let path = |component: &Component, file: &str| location.file_path(component, file);
         Ok(Self {
@@ -143,7 +152,10 @@ pub enum AssetsError {
         missing.join("\n  - "),
         remedy(location)
     )]
-    Missing { location: AssetsLocation, missing: Vec<String> },
+    Missing {
+        location: AssetsLocation,
+        missing: Vec<String>,
+    },
 }
 
 fn remedy(location: &AssetsLocation) -> String {
@@ -184,14 +196,22 @@ mod tests {
     fn flat_directory_reports_only_the_missing_binaries() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        for name in ["etcd", "kube-apiserver", "kube-controller-manager", "kubectl", "kwok"] {
+        for name in [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kubectl",
+            "kwok",
+        ] {
             let path = dir.path().join(name);
             std::fs::write(&path, "#!/bin/sh\n").unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         std::fs::write(dir.path().join("kwok-stages.yaml"), "").unwrap();
         let err = Assets::locate(&AssetsLocation::Directory(dir.path().to_owned())).unwrap_err();
-        let AssetsError::Missing { missing, .. } = &err else { panic!("unexpected: {err}") };
+        let AssetsError::Missing { missing, .. } = &err else {
+            panic!("unexpected: {err}")
+        };
         assert_eq!(missing.len(), 1, "{err}");
         assert!(missing[0].starts_with("kube-scheduler"), "{err}");
     }
@@ -206,6 +226,9 @@ mod tests {
         std::fs::write(&etcd, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&etcd, std::fs::Permissions::from_mode(0o755)).unwrap();
         let err = Assets::locate(&AssetsLocation::Cache(root.path().to_owned())).unwrap_err();
-        assert!(err.to_string().contains("go.etcd.io/etcd/server/v3 v3.6.16 (no complete build"));
+        assert!(
+            err.to_string()
+                .contains("go.etcd.io/etcd/server/v3 v3.6.16 (no complete build")
+        );
     }
 }

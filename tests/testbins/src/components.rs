@@ -42,7 +42,10 @@ pub const KUBERNETES: Component = Component {
     version: "v1.36.3",
     binaries: &[
         ("kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver"),
-        ("kube-controller-manager", "k8s.io/kubernetes/cmd/kube-controller-manager"),
+        (
+            "kube-controller-manager",
+            "k8s.io/kubernetes/cmd/kube-controller-manager",
+        ),
         ("kube-scheduler", "k8s.io/kubernetes/cmd/kube-scheduler"),
         ("kubectl", "k8s.io/kubernetes/cmd/kubectl"),
     ],
@@ -107,7 +110,10 @@ mod tests {
 
     #[test]
     fn every_binary_name_is_unique_across_components() {
-        let mut names: Vec<&str> = ALL.iter().flat_map(|c| c.binaries.iter().map(|b| b.0)).collect();
+        let mut names: Vec<&str> = ALL
+            .iter()
+            .flat_map(|c| c.binaries.iter().map(|b| b.0))
+            .collect();
         let before = names.len();
         names.sort_unstable();
         names.dedup();

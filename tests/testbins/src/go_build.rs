@@ -25,7 +25,11 @@ pub enum BuildOutcome {
     /// A complete build was already cached.
     Cached { component: Component, dir: PathBuf },
     /// Built now, taking `elapsed`.
-    Built { component: Component, dir: PathBuf, elapsed: Duration },
+    Built {
+        component: Component,
+        dir: PathBuf,
+        elapsed: Duration,
+    },
 }
 
 /// Builds every component whose cache directory is not complete, two at a time (the
@@ -42,7 +46,10 @@ pub fn build_missing(
     let (big, rest): (Vec<Component>, Vec<Component>) =
         ALL.into_iter().partition(|c| c.name == KUBERNETES.name);
     let run_queue = |queue: Vec<Component>| -> Result<Vec<BuildOutcome>, BuildError> {
-        queue.into_iter().map(|c| ensure_component(go, cache_root, c, force, progress)).collect()
+        queue
+            .into_iter()
+            .map(|c| ensure_component(go, cache_root, c, force, progress))
+            .collect()
     };
     let (first, second) = std::thread::scope(|scope| {
         let first = scope.spawn(|| run_queue(big));
@@ -57,7 +64,10 @@ pub fn build_missing(
 
 /// `go env GOVERSION`, checked against [`MIN_GO`].
 pub fn check_go(go: &Path) -> Result<String, BuildError> {
-    let output = Command::new(go).args(["env", "GOVERSION"]).env("GOTOOLCHAIN", "local").output();
+    let output = Command::new(go)
+        .args(["env", "GOVERSION"])
+        .env("GOTOOLCHAIN", "local")
+        .output();
     let output = match output {
         Ok(output) if output.status.success() => output,
         Ok(output) => {
@@ -66,19 +76,30 @@ pub fn check_go(go: &Path) -> Result<String, BuildError> {
                 detail: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
             });
         }
-        Err(error) => return Err(BuildError::GoMissing { go: go.to_owned(), error }),
+        Err(error) => {
+            return Err(BuildError::GoMissing {
+                go: go.to_owned(),
+                error,
+            });
+        }
     };
     let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
     match parse_go_version(&version) {
         Some(found) if found >= MIN_GO => Ok(version),
-        _ => Err(BuildError::GoTooOld { go: go.to_owned(), found: version }),
+        _ => Err(BuildError::GoTooOld {
+            go: go.to_owned(),
+            found: version,
+        }),
     }
 }
 
 /// Parses `go1.26.8`, `go1.26`, `go1.27rc1` into `(major, minor, patch)`.
 fn parse_go_version(version: &str) -> Option<(u32, u32, u32)> {
     let rest = version.strip_prefix("go")?;
-    let numeric: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let numeric: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     let mut parts = numeric.split('.').map(|p| p.parse::<u32>());
     let major = parts.next()?.ok()?;
     let minor = parts.next()?.ok()?;
@@ -95,7 +116,12 @@ fn ensure_component(
 ) -> Result<BuildOutcome, BuildError> {
     let dir = cache_root.join(component.cache_dir_name());
     if !force && dir.join(COMPLETE_STAMP).is_file() {
-        progress(&format!("{} {}: cached at {}", component.name, component.version, dir.display()));
+        progress(&format!(
+            "{} {}: cached at {}",
+            component.name,
+            component.version,
+            dir.display()
+        ));
         return Ok(BuildOutcome::Cached { component, dir });
     }
     let started = Instant::now();
@@ -113,7 +139,11 @@ fn ensure_component(
         elapsed.as_secs_f64(),
         dir.display()
     ));
-    Ok(BuildOutcome::Built { component, dir, elapsed })
+    Ok(BuildOutcome::Built {
+        component,
+        dir,
+        elapsed,
+    })
 }
 
 fn build_component(
@@ -124,25 +154,43 @@ fn build_component(
 ) -> Result<(), BuildError> {
     let label = format!("{} {}", component.name, component.version);
     let pid = std::process::id();
-    let work = cache_root.join(".build").join(format!("{}-{pid}", component.cache_dir_name()));
+    let work = cache_root
+        .join(".build")
+        .join(format!("{}-{pid}", component.cache_dir_name()));
     let staging = staging_dir(cache_root, component);
     let final_dir = cache_root.join(component.cache_dir_name());
     for dir in [&work, &staging] {
         remove_dir_if_present(dir)?;
         std::fs::create_dir_all(dir).map_err(|e| BuildError::io(dir, e))?;
     }
-    let go_cmd = GoCommand { go, dir: &work, component };
+    let go_cmd = GoCommand {
+        go,
+        dir: &work,
+        component,
+    };
 
-    progress(&format!("{label}: resolving {} from the Go module proxy", component.module));
+    progress(&format!(
+        "{label}: resolving {} from the Go module proxy",
+        component.module
+    ));
     go_cmd.run(&["mod", "init", &format!("local/ocm-rs-{}", component.name)])?;
-    let mut edit = vec![format!("-require={}@{}", component.module, component.version)];
+    let mut edit = vec![format!(
+        "-require={}@{}",
+        component.module, component.version
+    )];
     if component.module == KUBERNETES.module {
         let go_mod = go_cmd.download_go_mod()?;
         let replaces = staging_replaces(&go_mod, component.version);
         if replaces.is_empty() {
-            return Err(BuildError::NoStagingModules { version: component.version });
+            return Err(BuildError::NoStagingModules {
+                version: component.version,
+            });
         }
-        edit.extend(replaces.iter().map(|(module, tag)| format!("-replace={module}={module}@{tag}")));
+        edit.extend(
+            replaces
+                .iter()
+                .map(|(module, tag)| format!("-replace={module}={module}@{tag}")),
+        );
     }
     let mut args = vec!["mod".to_owned(), "edit".to_owned()];
     args.extend(edit);
@@ -198,7 +246,11 @@ fn build_component(
 /// Where a build puts its binaries until they are verified and moved into place (per process,
 /// so two concurrent builds never write into each other's directory).
 fn staging_dir(cache_root: &Path, component: &Component) -> PathBuf {
-    cache_root.join(format!(".{}.partial-{}", component.cache_dir_name(), std::process::id()))
+    cache_root.join(format!(
+        ".{}.partial-{}",
+        component.cache_dir_name(),
+        std::process::id()
+    ))
 }
 
 /// Joins YAML files into one multi-document stream.
@@ -224,7 +276,10 @@ fn staging_replaces(go_mod: &str, kubernetes_version: &str) -> Vec<(String, Stri
             let line = line.trim().trim_start_matches("replace").trim();
             let (module, target) = line.split_once("=>")?;
             let module = module.split_whitespace().next()?;
-            target.trim().starts_with("./staging/").then(|| (module.to_owned(), staging_tag.clone()))
+            target
+                .trim()
+                .starts_with("./staging/")
+                .then(|| (module.to_owned(), staging_tag.clone()))
         })
         .collect()
 }
@@ -244,7 +299,10 @@ fn ldflags(component: &Component) -> String {
     let mut flags = String::from("-s -w");
     if component.module == KUBERNETES.module {
         let minor = crate::components::kubernetes_minor();
-        for package in ["k8s.io/component-base/version", "k8s.io/client-go/pkg/version"] {
+        for package in [
+            "k8s.io/component-base/version",
+            "k8s.io/client-go/pkg/version",
+        ] {
             let _ = write!(
                 flags,
                 " -X {package}.gitVersion={v} -X {package}.gitMajor=1 -X {package}.gitMinor={minor} \
@@ -254,7 +312,11 @@ fn ldflags(component: &Component) -> String {
         }
     }
     if component.module == crate::components::KWOK.module {
-        let _ = write!(flags, " -X sigs.k8s.io/kwok/pkg/consts.Version={}", component.version);
+        let _ = write!(
+            flags,
+            " -X sigs.k8s.io/kwok/pkg/consts.Version={}",
+            component.version
+        );
     }
     flags
 }
@@ -265,7 +327,10 @@ fn verify_binary(path: &Path, component: &Component) -> Result<(), BuildError> {
         Some("kubectl") => &["version", "--client"],
         _ => &["--version"],
     };
-    let output = Command::new(path).args(args).output().map_err(|e| BuildError::io(path, e))?;
+    let output = Command::new(path)
+        .args(args)
+        .output()
+        .map_err(|e| BuildError::io(path, e))?;
     let text = String::from_utf8_lossy(&output.stdout);
     let expected = component.version.trim_start_matches('v');
     if !output.status.success() || !text.contains(expected) {
@@ -320,7 +385,12 @@ impl GoCommand<'_> {
 
     fn failure(&self, args: &[&str], stderr: &str) -> BuildError {
         // Only module commands resolve modules; a compile error that says "not found" is not one.
-        let unresolved = ["unknown revision", "not found", "no matching versions", "dial tcp"];
+        let unresolved = [
+            "unknown revision",
+            "not found",
+            "no matching versions",
+            "dial tcp",
+        ];
         if args.first() == Some(&"mod") && unresolved.iter().any(|needle| stderr.contains(needle)) {
             return BuildError::ModuleDidNotResolve {
                 module: self.component.module,
@@ -347,7 +417,8 @@ impl GoCommand<'_> {
             .map_err(|e| BuildError::io(self.go, e))?;
         let mut stdout = String::new();
         if let Some(mut out) = child.stdout.take() {
-            out.read_to_string(&mut stdout).map_err(|e| BuildError::io(self.go, e))?;
+            out.read_to_string(&mut stdout)
+                .map_err(|e| BuildError::io(self.go, e))?;
         }
         let status = child.wait().map_err(|e| BuildError::io(self.go, e))?;
         let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
@@ -359,7 +430,10 @@ impl GoCommand<'_> {
                 detail: error.to_owned(),
             });
         }
-        let go_mod = json.get("GoMod").and_then(|p| p.as_str()).filter(|_| status.success());
+        let go_mod = json
+            .get("GoMod")
+            .and_then(|p| p.as_str())
+            .filter(|_| status.success());
         let Some(go_mod) = go_mod else {
             return Err(BuildError::ModuleDidNotResolve {
                 module: self.component.module,
@@ -398,22 +472,41 @@ pub enum BuildError {
         "Go module {module}@{version} did not resolve (is the Go module proxy reachable? \
          GOPROXY is read from `go env GOPROXY`):\n{detail}"
     )]
-    ModuleDidNotResolve { module: &'static str, version: &'static str, detail: String },
+    ModuleDidNotResolve {
+        module: &'static str,
+        version: &'static str,
+        detail: String,
+    },
     #[error("k8s.io/kubernetes@{version}'s go.mod has no ./staging replace lines to mirror")]
     NoStagingModules { version: &'static str },
     #[error("building {component}: `{command}` failed in {}:\n{stderr_tail}", dir.display())]
-    GoFailed { component: String, command: String, dir: PathBuf, stderr_tail: String },
+    GoFailed {
+        component: String,
+        command: String,
+        dir: PathBuf,
+        stderr_tail: String,
+    },
     #[error("{} does not report version {expected}; its output was:\n{output}", binary.display())]
-    Verification { binary: PathBuf, expected: &'static str, output: String },
+    Verification {
+        binary: PathBuf,
+        expected: &'static str,
+        output: String,
+    },
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("a build thread panicked")]
     Panicked,
 }
 
 impl BuildError {
     fn io(path: &Path, error: std::io::Error) -> Self {
-        Self::Io { path: path.to_owned(), error }
+        Self::Io {
+            path: path.to_owned(),
+            error,
+        }
     }
 }
 
@@ -479,7 +572,13 @@ mod tests {
     #[test]
     fn kubernetes_binaries_are_version_stamped() {
         let flags = ldflags(&KUBERNETES);
-        assert!(flags.contains("k8s.io/component-base/version.gitVersion=v1.36.3"), "{flags}");
-        assert!(flags.contains("k8s.io/component-base/version.gitMinor=36"), "{flags}");
+        assert!(
+            flags.contains("k8s.io/component-base/version.gitVersion=v1.36.3"),
+            "{flags}"
+        );
+        assert!(
+            flags.contains("k8s.io/component-base/version.gitMinor=36"),
+            "{flags}"
+        );
     }
 }

@@ -90,7 +90,10 @@ impl ClusterConfig {
     fn validate(&self) -> Result<(), TestEnvError> {
         let valid = !self.name.is_empty()
             && self.name.len() <= 40
-            && self.name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !self.name.starts_with('-')
             && !self.name.ends_with('-');
         if valid {
@@ -186,11 +189,17 @@ impl Cluster {
         let started = Instant::now();
         let deadline = started + config.start_timeout;
         let name = config.name.clone();
-        let layout = Layout { dir: config.resolve_dir() };
+        let layout = Layout {
+            dir: config.resolve_dir(),
+        };
         let io = |what: &str| {
             let what = what.to_owned();
             let cluster = name.clone();
-            move |error| TestEnvError::Io { cluster, what, error }
+            move |error| TestEnvError::Io {
+                cluster,
+                what,
+                error,
+            }
         };
         match std::fs::remove_dir_all(&layout.dir) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
@@ -237,14 +246,42 @@ impl Cluster {
         write(layout.pki("sa.key"), &sa_key.private_pem)?;
         write(layout.pki("sa.pub"), &sa_key.public_pem)?;
         let identities: [(&str, ClientIdentity<'_>); 4] = [
-            ("kubeconfig", ClientIdentity { user: "ocm-testenv-admin", groups: &["system:masters"] }),
-            ("kcm.kubeconfig", ClientIdentity { user: "system:kube-controller-manager", groups: &[] }),
-            ("scheduler.kubeconfig", ClientIdentity { user: "system:kube-scheduler", groups: &[] }),
-            ("kwok.kubeconfig", ClientIdentity { user: "kwok-controller", groups: &["system:masters"] }),
+            (
+                "kubeconfig",
+                ClientIdentity {
+                    user: "ocm-testenv-admin",
+                    groups: &["system:masters"],
+                },
+            ),
+            (
+                "kcm.kubeconfig",
+                ClientIdentity {
+                    user: "system:kube-controller-manager",
+                    groups: &["system:masters"],
+                },
+            ),
+            (
+                "scheduler.kubeconfig",
+                ClientIdentity {
+                    user: "system:kube-scheduler",
+                    groups: &[],
+                },
+            ),
+            (
+                "kwok.kubeconfig",
+                ClientIdentity {
+                    user: "kwok-controller",
+                    groups: &["system:masters"],
+                },
+            ),
         ];
         let mut admin_yaml = String::new();
         for (file, identity) in identities {
-            let label = if file == "kubeconfig" { "admin" } else { identity.user };
+            let label = if file == "kubeconfig" {
+                "admin"
+            } else {
+                identity.user
+            };
             let cert: CertAndKey = ca.issue_client(identity)?;
             let yaml = kubeconfig::render(&name, &server, &ca_pem, label, &cert);
             write(layout.path(file), &yaml)?;
@@ -261,14 +298,25 @@ impl Cluster {
             kubeconfig_path: layout.path("kubeconfig"),
             kube_config,
             ca,
-            node_names: (0..config.nodes).map(|i| format!("{name}-node-{i}")).collect(),
+            node_names: (0..config.nodes)
+                .map(|i| format!("{name}-node-{i}"))
+                .collect(),
             processes: Vec::new(),
             keep_dir: std::env::var(KEEP_ENV).is_ok_and(|v| v == "1"),
             stopped: false,
         };
         // From here on, a failure drops `cluster`, which kills what was started; keep the
         // directory so its logs can be read.
-        let result = cluster.launch(&layout, assets, etcd_port, etcd_peer_port, api_port, deadline).await;
+        let result = cluster
+            .launch(
+                &layout,
+                assets,
+                etcd_port,
+                etcd_peer_port,
+                api_port,
+                deadline,
+            )
+            .await;
         match result {
             Ok(()) => {
                 tracing::info!(
@@ -298,13 +346,13 @@ impl Cluster {
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{etcd_peer_port}");
         let etcd_args = vec![
-            "--name=default".to_owned(),
+            format!("--name={}", self.name),
             Layout::arg("data-dir", &layout.path("etcd")),
             format!("--listen-client-urls={etcd_url}"),
             format!("--advertise-client-urls={etcd_url}"),
             format!("--listen-peer-urls={peer_url}"),
             format!("--initial-advertise-peer-urls={peer_url}"),
-            format!("--initial-cluster=default={peer_url}"),
+            format!("--initial-cluster={}={peer_url}", self.name),
             // The data is thrown away with the cluster; fsync would only cost time.
             "--unsafe-no-fsync=true".to_owned(),
             "--log-level=warn".to_owned(),
@@ -337,7 +385,12 @@ impl Cluster {
             // kwok's pods never run code.
             "--endpoint-reconciler-type=none".to_owned(),
         ];
-        self.spawn(layout, "kube-apiserver", &assets.kube_apiserver, &apiserver_args)?;
+        self.spawn(
+            layout,
+            "kube-apiserver",
+            &assets.kube_apiserver,
+            &apiserver_args,
+        )?;
         let client = self.client_at("connecting to the apiserver")?;
         self.wait_for("kube-apiserver /readyz", deadline, || {
             let client = client.clone();
@@ -349,22 +402,34 @@ impl Cluster {
             Layout::arg("kubeconfig", &layout.path("kcm.kubeconfig")),
             "--secure-port=0".to_owned(),
             "--leader-elect=false".to_owned(),
-            // As kubeadm does: every controller acts as its own ServiceAccount, so RBAC is
-            // exercised as in a real cluster.
-            "--use-service-account-credentials=true".to_owned(),
+            // All controllers act as the manager's own (system:masters) identity. kubeadm gives
+            // each controller its own ServiceAccount instead, but minting those credentials
+            // one controller at a time delays the manager's start by about 5 s per cluster,
+            // and no ocm-rs test is about the controller manager's own permissions.
+            "--use-service-account-credentials=false".to_owned(),
             Layout::arg("service-account-private-key-file", &layout.pki("sa.key")),
             Layout::arg("root-ca-file", &layout.pki("ca.crt")),
             Layout::arg("cluster-signing-cert-file", &layout.pki("ca.crt")),
             Layout::arg("cluster-signing-key-file", &layout.pki("ca.key")),
             format!("--cluster-name={}", self.name),
         ];
-        self.spawn(layout, "kube-controller-manager", &assets.kube_controller_manager, &kcm_args)?;
+        self.spawn(
+            layout,
+            "kube-controller-manager",
+            &assets.kube_controller_manager,
+            &kcm_args,
+        )?;
         let scheduler_args = vec![
             Layout::arg("kubeconfig", &layout.path("scheduler.kubeconfig")),
             "--secure-port=0".to_owned(),
             "--leader-elect=false".to_owned(),
         ];
-        self.spawn(layout, "kube-scheduler", &assets.kube_scheduler, &scheduler_args)?;
+        self.spawn(
+            layout,
+            "kube-scheduler",
+            &assets.kube_scheduler,
+            &scheduler_args,
+        )?;
         let kwok_args = vec![
             Layout::arg("kubeconfig", &layout.path("kwok.kubeconfig")),
             Layout::arg("config", &assets.kwok_stages),
@@ -382,11 +447,14 @@ impl Cluster {
         let nodes: Api<Node> = Api::all(client.clone());
         for node_name in &self.node_names {
             let node = kwok_node(node_name);
-            nodes.create(&PostParams::default(), &node).await.map_err(|error| TestEnvError::Kube {
-                cluster: self.name.clone(),
-                what: "creating a kwok node",
-                error,
-            })?;
+            nodes
+                .create(&PostParams::default(), &node)
+                .await
+                .map_err(|error| TestEnvError::Kube {
+                    cluster: self.name.clone(),
+                    what: "creating a kwok node",
+                    error,
+                })?;
         }
         let node_names = self.node_names.clone();
         self.wait_for("every kwok node to be Ready", deadline, || {
@@ -404,10 +472,14 @@ impl Cluster {
         })
         .await?;
         let accounts: Api<ServiceAccount> = Api::namespaced(client, "default");
-        self.wait_for("the controller manager to create ServiceAccount default/default", deadline, || {
-            let accounts = accounts.clone();
-            async move { matches!(accounts.get_opt("default").await, Ok(Some(_))) }
-        })
+        self.wait_for(
+            "the controller manager to create ServiceAccount default/default",
+            deadline,
+            || {
+                let accounts = accounts.clone();
+                async move { matches!(accounts.get_opt("default").await, Ok(Some(_))) }
+            },
+        )
         .await
     }
 
@@ -426,14 +498,23 @@ impl Cluster {
 
     /// Polls `ready` until it holds, failing early if any component exits and with every
     /// component's log tail on timeout.
-    async fn wait_for<F, Fut>(&mut self, what: &str, deadline: Instant, mut ready: F) -> Result<(), TestEnvError>
+    async fn wait_for<F, Fut>(
+        &mut self,
+        what: &str,
+        deadline: Instant,
+        mut ready: F,
+    ) -> Result<(), TestEnvError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
+        let waiting_since = Instant::now();
         loop {
             self.check_running()?;
             if ready().await {
+                let waited_ms =
+                    u64::try_from(waiting_since.elapsed().as_millis()).unwrap_or(u64::MAX);
+                tracing::debug!(cluster = %self.name, waited_ms, "{what}: done");
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -450,7 +531,9 @@ impl Cluster {
 
     fn check_running(&mut self) -> Result<(), TestEnvError> {
         let name = self.name.clone();
-        self.processes.iter_mut().try_for_each(|p| p.check_running(&name))
+        self.processes
+            .iter_mut()
+            .try_for_each(|p| p.check_running(&name))
     }
 
     fn client_at(&self, what: &'static str) -> Result<Client, TestEnvError> {
@@ -486,7 +569,13 @@ impl Cluster {
     /// only the rights RBAC grants it.
     pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> Result<String, TestEnvError> {
         let cert = self.ca.issue_client(ClientIdentity { user, groups })?;
-        Ok(kubeconfig::render(&self.name, &self.server, &self.ca.cert_pem(), user, &cert))
+        Ok(kubeconfig::render(
+            &self.name,
+            &self.server,
+            &self.ca.cert_pem(),
+            user,
+            &cert,
+        ))
     }
 
     /// The cluster CA certificate (PEM): it signs the apiserver's serving certificate, client
@@ -512,19 +601,32 @@ impl Cluster {
 
     /// `(component, pid)` of every process of the cluster.
     pub fn components(&self) -> Vec<(&'static str, u32)> {
-        self.processes.iter().map(|p| (p.component(), p.pid())).collect()
+        self.processes
+            .iter()
+            .map(|p| (p.component(), p.pid()))
+            .collect()
     }
 
     /// Components that have exited (a healthy cluster has none).
     pub fn exited_components(&mut self) -> Vec<&'static str> {
-        self.processes.iter_mut().filter_map(|p| p.exited().map(|_| p.component())).collect()
+        self.processes
+            .iter_mut()
+            .filter_map(|p| p.exited().map(|_| p.component()))
+            .collect()
     }
 
     /// The last `lines` lines of every component's log, headed by the component name.
     pub fn log_tails(&self, lines: usize) -> String {
         self.processes
             .iter()
-            .map(|p| format!("--- {} ({}) ---\n{}", p.component(), p.log().display(), log_tail(p.log(), lines)))
+            .map(|p| {
+                format!(
+                    "--- {} ({}) ---\n{}",
+                    p.component(),
+                    p.log().display(),
+                    log_tail(p.log(), lines)
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -572,7 +674,10 @@ impl Drop for Cluster {
 }
 
 async fn client_config(cluster: &str, yaml: &str) -> Result<kube::Config, TestEnvError> {
-    let error = |detail: String| TestEnvError::Kubeconfig { cluster: cluster.to_owned(), detail };
+    let error = |detail: String| TestEnvError::Kubeconfig {
+        cluster: cluster.to_owned(),
+        detail,
+    };
     let kubeconfig = Kubeconfig::from_yaml(yaml).map_err(|e| error(e.to_string()))?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -580,7 +685,9 @@ async fn client_config(cluster: &str, yaml: &str) -> Result<kube::Config, TestEn
 }
 
 async fn readyz(client: &Client) -> bool {
-    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else { return false };
+    let Ok(request) = http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
     matches!(client.request_text(request).await, Ok(body) if body.trim() == "ok")
 }
 
@@ -622,10 +729,16 @@ mod tests {
     #[test]
     fn cluster_names_must_be_dns_labels() {
         for bad in ["", "Hub", "hub_1", "-hub", "hub-", "a.b", &"x".repeat(41)] {
-            assert!(ClusterConfig::new(bad).validate().is_err(), "{bad:?} accepted");
+            assert!(
+                ClusterConfig::new(bad).validate().is_err(),
+                "{bad:?} accepted"
+            );
         }
         for good in ["hub", "cluster1", "my-spoke-2"] {
-            assert!(ClusterConfig::new(good).validate().is_ok(), "{good:?} refused");
+            assert!(
+                ClusterConfig::new(good).validate().is_ok(),
+                "{good:?} refused"
+            );
         }
     }
 
@@ -633,7 +746,10 @@ mod tests {
     fn kwok_node_is_annotated_for_kwok_and_reports_capacity() {
         let node = kwok_node("c1-node-0");
         let annotations = node.metadata.annotations.unwrap();
-        assert_eq!(annotations.get(KWOK_NODE_ANNOTATION.0).map(String::as_str), Some("fake"));
+        assert_eq!(
+            annotations.get(KWOK_NODE_ANNOTATION.0).map(String::as_str),
+            Some("fake")
+        );
         let capacity = node.status.unwrap().capacity.unwrap();
         assert_eq!(capacity["pods"].0, "110");
     }
@@ -643,6 +759,9 @@ mod tests {
         let a = ClusterConfig::new("hub").resolve_dir();
         let b = ClusterConfig::new("hub").resolve_dir();
         assert_ne!(a, b);
-        assert_eq!(ClusterConfig::new("hub").dir("/x/y").resolve_dir(), PathBuf::from("/x/y"));
+        assert_eq!(
+            ClusterConfig::new("hub").dir("/x/y").resolve_dir(),
+            PathBuf::from("/x/y")
+        );
     }
 }

@@ -47,7 +47,12 @@ pub enum TestEnvError {
         log_tail: String,
     },
     #[error("cluster {cluster}: not ready after {timeout:?}: {waiting_for}\n{logs}")]
-    StartTimeout { cluster: String, timeout: Duration, waiting_for: String, logs: String },
+    StartTimeout {
+        cluster: String,
+        timeout: Duration,
+        waiting_for: String,
+        logs: String,
+    },
     #[error("cluster {cluster}: kubeconfig: {detail}")]
     Kubeconfig { cluster: String, detail: String },
     #[error("cluster {cluster}: Kubernetes API call ({what}): {error}")]

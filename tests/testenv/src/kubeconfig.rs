@@ -12,7 +12,13 @@ use crate::pki::CertAndKey;
 ///
 /// `cluster` must be a DNS label (checked by [`crate::ClusterConfig`]), so no YAML quoting is
 /// needed.
-pub(crate) fn render(cluster: &str, server: &str, ca_pem: &str, user_label: &str, user: &CertAndKey) -> String {
+pub(crate) fn render(
+    cluster: &str,
+    server: &str,
+    ca_pem: &str,
+    user_label: &str,
+    user: &CertAndKey,
+) -> String {
     let user_name = format!("{cluster}-{user_label}");
     format!(
         "apiVersion: v1\n\
@@ -46,13 +52,19 @@ mod tests {
 
     #[test]
     fn rendered_kubeconfig_parses_with_kube_and_names_context_after_cluster() {
-        let user = CertAndKey { cert_pem: "CERT".into(), key_pem: "KEY".into() };
+        let user = CertAndKey {
+            cert_pem: "CERT".into(),
+            key_pem: "KEY".into(),
+        };
         let yaml = render("hub", "https://127.0.0.1:6443", "CA", "admin", &user);
         let config = Kubeconfig::from_yaml(&yaml).unwrap();
         assert_eq!(config.current_context.as_deref(), Some("hub"));
         let cluster = config.clusters[0].cluster.as_ref().unwrap();
         assert_eq!(cluster.server.as_deref(), Some("https://127.0.0.1:6443"));
-        assert_eq!(cluster.certificate_authority_data.as_deref(), Some(STANDARD.encode("CA").as_str()));
+        assert_eq!(
+            cluster.certificate_authority_data.as_deref(),
+            Some(STANDARD.encode("CA").as_str())
+        );
         assert_eq!(config.auth_infos[0].name, "hub-admin");
     }
 }

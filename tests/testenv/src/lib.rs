@@ -28,5 +28,5 @@ mod process;
 
 pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATION};
 pub use error::TestEnvError;
-pub use ports::free_port;
 pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};
+pub use ports::free_port;

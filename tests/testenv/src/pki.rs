@@ -21,7 +21,9 @@ pub(crate) struct CertAndKey {
 
 impl std::fmt::Debug for CertAndKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CertAndKey").field("cert_pem", &self.cert_pem).finish_non_exhaustive()
+        f.debug_struct("CertAndKey")
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
     }
 }
 
@@ -43,7 +45,9 @@ pub(crate) struct ClusterCa {
 
 impl std::fmt::Debug for ClusterCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterCa").field("validity", &self.validity).finish_non_exhaustive()
+        f.debug_struct("ClusterCa")
+            .field("validity", &self.validity)
+            .finish_non_exhaustive()
     }
 }
 
@@ -54,7 +58,7 @@ impl ClusterCa {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki_error("CA key"))?;
         let key_pem = key.serialize_pem();
         let mut params = CertificateParams::default();
-        params.distinguished_name = name(&format!("ocm-testenv-{cluster}-ca"), &[]);
+        params.distinguished_name = name(&format!("ocm-testenv-{cluster}-ca"), &[])?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
@@ -63,7 +67,11 @@ impl ClusterCa {
         ];
         set_validity(&mut params, validity)?;
         let issuer = CertifiedIssuer::self_signed(params, key).map_err(pki_error("CA"))?;
-        Ok(Self { issuer, key_pem, validity })
+        Ok(Self {
+            issuer,
+            key_pem,
+            validity,
+        })
     }
 
     pub(crate) fn cert_pem(&self) -> String {
@@ -75,19 +83,29 @@ impl ClusterCa {
     }
 
     /// A serving certificate for the given DNS names and IP addresses.
-    pub(crate) fn issue_server(&self, common_name: &str, alt_names: &[&str]) -> Result<CertAndKey, TestEnvError> {
+    pub(crate) fn issue_server(
+        &self,
+        common_name: &str,
+        alt_names: &[&str],
+    ) -> Result<CertAndKey, TestEnvError> {
         let sans: Vec<String> = alt_names.iter().map(|s| (*s).to_owned()).collect();
         let mut params = CertificateParams::new(sans).map_err(pki_error("server SANs"))?;
-        params.distinguished_name = name(common_name, &[]);
+        params.distinguished_name = name(common_name, &[])?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         self.issue(params)
     }
 
     /// A client certificate authenticating as `identity`.
-    pub(crate) fn issue_client(&self, identity: ClientIdentity<'_>) -> Result<CertAndKey, TestEnvError> {
+    pub(crate) fn issue_client(
+        &self,
+        identity: ClientIdentity<'_>,
+    ) -> Result<CertAndKey, TestEnvError> {
         let mut params = CertificateParams::default();
-        params.distinguished_name = name(identity.user, identity.groups);
+        params.distinguished_name = name(identity.user, identity.groups)?;
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         self.issue(params)
@@ -96,8 +114,13 @@ impl ClusterCa {
     fn issue(&self, mut params: CertificateParams) -> Result<CertAndKey, TestEnvError> {
         set_validity(&mut params, self.validity)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki_error("key"))?;
-        let cert = params.signed_by(&key, &self.issuer).map_err(pki_error("certificate"))?;
-        Ok(CertAndKey { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(pki_error("certificate"))?;
+        Ok(CertAndKey {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
     }
 }
 
@@ -111,24 +134,51 @@ pub(crate) struct ServiceAccountKey {
 
 impl std::fmt::Debug for ServiceAccountKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceAccountKey").field("public_pem", &self.public_pem).finish_non_exhaustive()
+        f.debug_struct("ServiceAccountKey")
+            .field("public_pem", &self.public_pem)
+            .finish_non_exhaustive()
     }
 }
 
 impl ServiceAccountKey {
     pub(crate) fn generate() -> Result<Self, TestEnvError> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(pki_error("SA key"))?;
-        Ok(Self { private_pem: key.serialize_pem(), public_pem: key.public_key_pem() })
+        Ok(Self {
+            private_pem: key.serialize_pem(),
+            public_pem: key.public_key_pem(),
+        })
     }
 }
 
-fn name(common_name: &str, organizations: &[&str]) -> DistinguishedName {
+/// OID of the X.520 organizationName attribute (the `O` in a subject).
+const ORGANIZATION_NAME_OID: [u64; 4] = [2, 5, 4, 10];
+
+/// A subject with CN `common_name` and one O per organization.
+///
+/// rcgen keeps one value per attribute type, so a second `O` would silently replace the first.
+/// The second is therefore written under its OID as a custom type, which rcgen keys apart; a
+/// third cannot be expressed and is refused rather than dropped.
+fn name(common_name: &str, organizations: &[&str]) -> Result<DistinguishedName, TestEnvError> {
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, common_name);
-    for org in organizations {
-        dn.push(DnType::OrganizationName, *org);
+    match organizations {
+        [] => {}
+        [first] => dn.push(DnType::OrganizationName, *first),
+        [first, second] => {
+            dn.push(DnType::OrganizationName, *first);
+            dn.push(
+                DnType::CustomDnType(ORGANIZATION_NAME_OID.to_vec()),
+                *second,
+            );
+        }
+        _ => {
+            return Err(TestEnvError::Pki {
+                what: "client certificate subject",
+                detail: format!("at most two groups (O) are supported, got {organizations:?}"),
+            });
+        }
     }
-    dn
+    Ok(dn)
 }
 
 /// Explicit validity (rcgen's default runs from 1975 to 4096) and a random serial (rcgen's
@@ -148,7 +198,10 @@ fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<()
 }
 
 fn pki_error(what: &'static str) -> impl Fn(rcgen::Error) -> TestEnvError {
-    move |e| TestEnvError::Pki { what, detail: e.to_string() }
+    move |e| TestEnvError::Pki {
+        what,
+        detail: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -156,30 +209,61 @@ mod tests {
     use super::*;
 
     fn parse(pem: &str) -> Vec<u8> {
-        let block = pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>();
+        let block = pem
+            .lines()
+            .filter(|l| !l.starts_with("-----"))
+            .collect::<String>();
         use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.decode(block).unwrap()
+        base64::engine::general_purpose::STANDARD
+            .decode(block)
+            .unwrap()
     }
 
     #[test]
     fn client_certificate_carries_user_as_cn_and_groups_as_o() {
         let ca = ClusterCa::generate("t", Duration::days(1)).unwrap();
         let cert = ca
-            .issue_client(ClientIdentity { user: "alice", groups: &["system:masters", "dev"] })
+            .issue_client(ClientIdentity {
+                user: "alice",
+                groups: &["system:masters", "dev"],
+            })
             .unwrap();
         let der = parse(&cert.cert_pem);
         let (_, x509) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let cn: Vec<_> = x509.subject().iter_common_name().map(|a| a.as_str().unwrap()).collect();
-        let orgs: Vec<_> = x509.subject().iter_organization().map(|a| a.as_str().unwrap()).collect();
+        let cn: Vec<_> = x509
+            .subject()
+            .iter_common_name()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let orgs: Vec<_> = x509
+            .subject()
+            .iter_organization()
+            .map(|a| a.as_str().unwrap())
+            .collect();
         assert_eq!(cn, ["alice"]);
         assert_eq!(orgs, ["system:masters", "dev"]);
         assert!(x509.issuer().to_string().contains("ocm-testenv-t-ca"));
     }
 
     #[test]
+    fn more_groups_than_a_subject_can_carry_are_refused_not_dropped() {
+        let ca = ClusterCa::generate("t", Duration::days(1)).unwrap();
+        let err = ca
+            .issue_client(ClientIdentity {
+                user: "u",
+                groups: &["a", "b", "c"],
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("at most two groups"), "{err}");
+    }
+
+    #[test]
     fn certificates_have_random_serials_and_explicit_validity() {
         let ca = ClusterCa::generate("t", Duration::days(2)).unwrap();
-        let id = ClientIdentity { user: "u", groups: &[] };
+        let id = ClientIdentity {
+            user: "u",
+            groups: &[],
+        };
         let a = parse(&ca.issue_client(id).unwrap().cert_pem);
         let b = parse(&ca.issue_client(id).unwrap().cert_pem);
         let (_, a) = x509_parser::parse_x509_certificate(&a).unwrap();

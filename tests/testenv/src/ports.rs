@@ -20,8 +20,13 @@ pub fn free_port() -> Result<u16, TestEnvError> {
     loop {
         let listener =
             TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(TestEnvError::NoFreePort)?;
-        let port = listener.local_addr().map_err(TestEnvError::NoFreePort)?.port();
-        let mut seen = handed_out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let port = listener
+            .local_addr()
+            .map_err(TestEnvError::NoFreePort)?
+            .port();
+        let mut seen = handed_out
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if seen.insert(port) {
             return Ok(port);
         }

@@ -35,9 +35,17 @@ impl Process {
     ) -> Result<Self, TestEnvError> {
         let io_error = |what: &str| {
             let what = format!("{what} {}", log.display());
-            move |error| TestEnvError::Io { cluster: cluster.to_owned(), what, error }
+            move |error| TestEnvError::Io {
+                cluster: cluster.to_owned(),
+                what,
+                error,
+            }
         };
-        let stdout = File::options().create(true).append(true).open(&log).map_err(io_error("opening log"))?;
+        let stdout = File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(io_error("opening log"))?;
         let stderr = stdout.try_clone().map_err(io_error("opening log"))?;
         let child = Command::new("setpriv")
             .args(["--pdeathsig", "KILL", "--"])
@@ -59,7 +67,11 @@ impl Process {
                     }
                 }
             })?;
-        Ok(Self { component, child, log })
+        Ok(Self {
+            component,
+            child,
+            log,
+        })
     }
 
     pub(crate) fn component(&self) -> &'static str {
@@ -151,7 +163,10 @@ mod tests {
         assert!(process.check_running("t").is_ok());
         process.stop(Duration::from_secs(5));
         assert!(process.exited().is_some());
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "process {pid} still exists");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "process {pid} still exists"
+        );
         assert_eq!(log_tail(process.log(), 5), "started");
     }
 
@@ -159,8 +174,12 @@ mod tests {
     fn exited_process_reports_its_log_tail() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("fail.log");
-        let args = ["-c".to_owned(), "echo 'bad flag --x' >&2; exit 3".to_owned()];
-        let mut process = Process::spawn("c1", "failing", Path::new("/bin/sh"), &args, log).unwrap();
+        let args = [
+            "-c".to_owned(),
+            "echo 'bad flag --x' >&2; exit 3".to_owned(),
+        ];
+        let mut process =
+            Process::spawn("c1", "failing", Path::new("/bin/sh"), &args, log).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         while process.exited().is_none() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));

@@ -1,6 +1,8 @@
 //! Proof that local clusters are isolated from each other and that none of their processes
 //! outlives its owner: not after `stop`, not after a panicking test, not after SIGKILL.
 
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,32 +15,47 @@ use ocm_testenv::{Assets, Cluster, ClusterConfig, TestEnvError};
 
 fn is_alive(pid: u32) -> bool {
     // A zombie has ended; only its parent has not collected it yet.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z'))
+    })
 }
 
 fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 fn config_map(name: &str) -> ConfigMap {
-    serde_json::from_value(serde_json::json!({ "metadata": { "name": name }, "data": { "owner": name } })).unwrap()
+    serde_json::from_value(
+        serde_json::json!({ "metadata": { "name": name }, "data": { "owner": name } }),
+    )
+    .unwrap()
 }
 
 #[tokio::test]
-async fn clusters_started_together_do_not_see_each_others_objects_or_accept_each_others_credentials() {
+async fn clusters_started_together_do_not_see_each_others_objects_or_accept_each_others_credentials()
+ {
     let (a, b) = tokio::join!(Cluster::start("iso-a"), Cluster::start("iso-b"));
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_ne!(a.server_url(), b.server_url());
 
     let a_maps: Api<ConfigMap> = Api::namespaced(a.client().unwrap(), "default");
     let b_maps: Api<ConfigMap> = Api::namespaced(b.client().unwrap(), "default");
-    a_maps.create(&PostParams::default(), &config_map("only-in-a")).await.unwrap();
-    b_maps.create(&PostParams::default(), &config_map("only-in-b")).await.unwrap();
+    a_maps
+        .create(&PostParams::default(), &config_map("only-in-a"))
+        .await
+        .unwrap();
+    b_maps
+        .create(&PostParams::default(), &config_map("only-in-b"))
+        .await
+        .unwrap();
     assert!(b_maps.get_opt("only-in-a").await.unwrap().is_none());
     assert!(a_maps.get_opt("only-in-b").await.unwrap().is_none());
     assert!(a_maps.get_opt("only-in-a").await.unwrap().is_some());
@@ -54,12 +71,17 @@ async fn clusters_started_together_do_not_see_each_others_objects_or_accept_each
     assert_eq!(a_nodes, a.node_names());
 
     // A client certificate of cluster b, presented to cluster a (trusting a's CA), is refused.
-    let mut foreign = Kubeconfig::from_yaml(&b.kubeconfig_for("intruder", &["system:masters"]).unwrap()).unwrap();
-    let own = Kubeconfig::from_yaml(&std::fs::read_to_string(a.kubeconfig_path()).unwrap()).unwrap();
+    let mut foreign =
+        Kubeconfig::from_yaml(&b.kubeconfig_for("intruder", &["system:masters"]).unwrap()).unwrap();
+    let own =
+        Kubeconfig::from_yaml(&std::fs::read_to_string(a.kubeconfig_path()).unwrap()).unwrap();
     foreign.clusters = own.clusters;
     foreign.clusters[0].name = "iso-b".to_owned(); // keep the foreign context's reference
-    let config = kube::Config::from_custom_kubeconfig(foreign, &KubeConfigOptions::default()).await.unwrap();
-    let intruder: Api<ConfigMap> = Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let config = kube::Config::from_custom_kubeconfig(foreign, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let intruder: Api<ConfigMap> =
+        Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
     match intruder.get_opt("only-in-a").await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 401, "{status:?}"),
         other => panic!("a foreign certificate must be refused with 401, got {other:?}"),
@@ -73,7 +95,16 @@ async fn stop_leaves_no_process_and_no_directory_behind() {
     let cluster = Cluster::start("stopper").await.unwrap();
     let pids = cluster.components();
     let names: Vec<&str> = pids.iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]);
+    assert_eq!(
+        names,
+        [
+            "etcd",
+            "kube-apiserver",
+            "kube-controller-manager",
+            "kube-scheduler",
+            "kwok"
+        ]
+    );
     let dir = cluster.dir().to_owned();
     assert!(dir.join("logs").join("kube-apiserver.log").is_file());
     cluster.stop();
@@ -85,7 +116,10 @@ async fn stop_leaves_no_process_and_no_directory_behind() {
 
 #[test]
 fn a_panicking_test_kills_its_cluster_and_keeps_the_logs() {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut seen = None;
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         runtime.block_on(async {
@@ -100,7 +134,10 @@ fn a_panicking_test_kills_its_cluster_and_keeps_the_logs() {
     for (name, pid) in pids {
         assert!(!is_alive(pid), "{name} ({pid}) survived the panic");
     }
-    assert!(dir.join("logs").join("kube-apiserver.log").is_file(), "logs of a failed test are kept");
+    assert!(
+        dir.join("logs").join("kube-apiserver.log").is_file(),
+        "logs of a failed test are kept"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -109,7 +146,11 @@ async fn a_component_that_exits_at_start_is_reported_with_its_log() {
     use std::os::unix::fs::PermissionsExt;
     let scratch = tempfile::tempdir().unwrap();
     let broken = scratch.path().join("kube-apiserver");
-    std::fs::write(&broken, "#!/bin/sh\necho 'Error: unknown flag: --pretend' >&2\nexit 1\n").unwrap();
+    std::fs::write(
+        &broken,
+        "#!/bin/sh\necho 'Error: unknown flag: --pretend' >&2\nexit 1\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&broken, std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut assets = Assets::from_env().unwrap();
     assets.kube_apiserver = broken;
@@ -117,13 +158,25 @@ async fn a_component_that_exits_at_start_is_reported_with_its_log() {
     let config = ClusterConfig::new("broken").assets(assets).dir(&dir);
 
     let err = Cluster::start_with(config).await.unwrap_err();
-    let TestEnvError::ComponentExited { component, ref log_tail, .. } = err else {
+    let TestEnvError::ComponentExited {
+        component,
+        ref log_tail,
+        ..
+    } = err
+    else {
         panic!("expected ComponentExited, got {err}");
     };
     assert_eq!(component, "kube-apiserver");
     assert!(log_tail.contains("unknown flag: --pretend"), "{err}");
-    assert!(err.to_string().contains("cluster broken: kube-apiserver exited during start-up"), "{err}");
-    assert!(dir.join("logs").join("etcd.log").is_file(), "logs kept after a failed start");
+    assert!(
+        err.to_string()
+            .contains("cluster broken: kube-apiserver exited during start-up"),
+        "{err}"
+    );
+    assert!(
+        dir.join("logs").join("etcd.log").is_file(),
+        "logs kept after a failed start"
+    );
 }
 
 /// Runs `ocm-localenv <args>` and returns its stdout, failing on a non-zero exit.
@@ -135,17 +188,28 @@ fn localenv(args: &[&str], dir: &Path) -> String {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "ocm-localenv {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "ocm-localenv {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     stdout
 }
 
 fn component_pids(dir: &Path) -> Vec<u32> {
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
     state["clusters"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|c| c["components"].as_array().unwrap().iter().map(|p| p[1].as_u64().unwrap() as u32))
+        .flat_map(|c| {
+            c["components"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p[1].as_u64().unwrap() as u32)
+        })
         .collect()
 }
 
@@ -154,7 +218,10 @@ fn local_environment_up_serves_kubectl_and_down_leaves_no_process() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("env");
     let out = localenv(&["up", "--managed", "1"], &dir);
-    assert!(out.contains("hub.kubeconfig") && out.contains("cluster1.kubeconfig"), "{out}");
+    assert!(
+        out.contains("hub.kubeconfig") && out.contains("cluster1.kubeconfig"),
+        "{out}"
+    );
     let pids = component_pids(&dir);
     assert_eq!(pids.len(), 10, "two clusters of five processes");
 
@@ -166,7 +233,10 @@ fn local_environment_up_serves_kubectl_and_down_leaves_no_process() {
         .output()
         .unwrap();
     let nodes = String::from_utf8_lossy(&nodes.stdout);
-    assert!(nodes.contains("hub-node-0") && nodes.contains(" Ready "), "{nodes}");
+    assert!(
+        nodes.contains("hub-node-0") && nodes.contains(" Ready "),
+        "{nodes}"
+    );
     assert!(localenv(&["status"], &dir).starts_with("running"));
     assert!(localenv(&["up"], &dir).starts_with("already running"));
 
@@ -191,14 +261,19 @@ fn killing_the_owner_process_kills_every_cluster_process() {
         .spawn()
         .unwrap();
     wait_until("the cluster to be ready", Duration::from_secs(120), || {
-        assert!(owner.try_wait().unwrap().is_none(), "ocm-localenv serve exited early");
+        assert!(
+            owner.try_wait().unwrap().is_none(),
+            "ocm-localenv serve exited early"
+        );
         dir.join("state.json").is_file()
     });
     let pids = component_pids(&dir);
     assert_eq!(pids.len(), 5);
     owner.kill().unwrap(); // SIGKILL: no handler, no Drop, only the kernel's parent-death signal
     owner.wait().unwrap();
-    wait_until("every cluster process to die with its owner", Duration::from_secs(10), || {
-        pids.iter().all(|pid| !is_alive(*pid))
-    });
+    wait_until(
+        "every cluster process to die with its owner",
+        Duration::from_secs(10),
+        || pids.iter().all(|pid| !is_alive(*pid)),
+    );
 }

@@ -22,7 +22,11 @@ use ocm_testenv::{Cluster, ClusterConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Parser)]
-#[command(name = "ocm-localenv", version, about = "Local hub and managed clusters for ocm-rs")]
+#[command(
+    name = "ocm-localenv",
+    version,
+    about = "Local hub and managed clusters for ocm-rs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -107,7 +111,9 @@ fn kubeconfig_path(dir: &Path, cluster: &str) -> PathBuf {
 }
 
 fn cluster_names(managed: usize) -> Vec<String> {
-    std::iter::once("hub".to_owned()).chain((1..=managed).map(|i| format!("cluster{i}"))).collect()
+    std::iter::once("hub".to_owned())
+        .chain((1..=managed).map(|i| format!("cluster{i}")))
+        .collect()
 }
 
 /// The state of a running environment; `None` if none runs (a stale state file is removed).
@@ -118,7 +124,8 @@ fn read_state(dir: &Path) -> Result<Option<State>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
     };
-    let state: State = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let state: State =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     if is_supervisor(state.supervisor_pid) {
         Ok(Some(state))
     } else {
@@ -140,7 +147,10 @@ fn is_alive(pid: u32) -> bool {
 fn is_zombie(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
-        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('Z')))
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
         .unwrap_or(false)
 }
 
@@ -154,13 +164,19 @@ fn up(args: &UpArgs) -> Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _ = std::fs::remove_file(state_path(&dir));
     let log_path = dir.join("localenv.log");
-    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let exe = std::env::current_exe().context("locating ocm-localenv")?;
     let mut child = Command::new(exe)
         .arg("serve")
         .arg("--dir")
         .arg(&dir)
-        .args(["--managed", &args.managed.to_string(), "--timeout", &args.timeout.to_string()])
+        .args([
+            "--managed",
+            &args.managed.to_string(),
+            "--timeout",
+            &args.timeout.to_string(),
+        ])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -168,13 +184,20 @@ fn up(args: &UpArgs) -> Result<()> {
         .process_group(0)
         .spawn()
         .context("starting the ocm-localenv supervisor")?;
-    println!("starting {} clusters (log: {})", args.managed + 1, log_path.display());
+    println!(
+        "starting {} clusters (log: {})",
+        args.managed + 1,
+        log_path.display()
+    );
     let deadline = Instant::now() + Duration::from_secs(args.timeout + 10);
     loop {
         if let Some(state) = read_state(&dir)? {
             println!("ready in {:.1} s", state.started_in_ms as f64 / 1000.0);
             print_state(&state);
-            println!("\nstop everything with: cargo xtask down   (or: ocm-localenv down --dir {})", dir.display());
+            println!(
+                "\nstop everything with: cargo xtask down   (or: ocm-localenv down --dir {})",
+                dir.display()
+            );
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -183,7 +206,11 @@ fn up(args: &UpArgs) -> Result<()> {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            bail!("clusters not ready after {} s; see {}", args.timeout, log_path.display());
+            bail!(
+                "clusters not ready after {} s; see {}",
+                args.timeout,
+                log_path.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -191,10 +218,18 @@ fn up(args: &UpArgs) -> Result<()> {
 
 fn print_state(state: &State) {
     for cluster in &state.clusters {
-        println!("  {:<10} {:<24} kubeconfig: {}", cluster.name, cluster.server, cluster.kubeconfig.display());
+        println!(
+            "  {:<10} {:<24} kubeconfig: {}",
+            cluster.name,
+            cluster.server,
+            cluster.kubeconfig.display()
+        );
     }
     if let Some(hub) = state.clusters.first() {
-        println!("\ntry: kubectl --kubeconfig {} get nodes", hub.kubeconfig.display());
+        println!(
+            "\ntry: kubectl --kubeconfig {} get nodes",
+            hub.kubeconfig.display()
+        );
     }
 }
 
@@ -202,7 +237,10 @@ fn print_state(state: &State) {
 // One thread: every cluster process is spawned from it, and their parent-death signal is tied
 // to the spawning thread, so it must live as long as the supervisor.
 async fn serve(args: &UpArgs) -> Result<()> {
-    tracing_subscriber::fmt().with_env_filter(env_filter()).with_ansi(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter())
+        .with_ansi(false)
+        .init();
     let dir = absolute(&args.dir.dir);
     let started = Instant::now();
     let names = cluster_names(args.managed);
@@ -213,7 +251,9 @@ async fn serve(args: &UpArgs) -> Result<()> {
             .start_timeout(Duration::from_secs(args.timeout));
         Cluster::start_with(config)
     });
-    let mut clusters = futures::future::try_join_all(starts).await.context("starting the clusters")?;
+    let mut clusters = futures::future::try_join_all(starts)
+        .await
+        .context("starting the clusters")?;
 
     let mut state = State {
         supervisor_pid: std::process::id(),
@@ -229,14 +269,22 @@ async fn serve(args: &UpArgs) -> Result<()> {
             server: cluster.server_url().to_owned(),
             kubeconfig,
             dir: cluster.dir().to_owned(),
-            components: cluster.components().into_iter().map(|(c, pid)| (c.to_owned(), pid)).collect(),
+            components: cluster
+                .components()
+                .into_iter()
+                .map(|(c, pid)| (c.to_owned(), pid))
+                .collect(),
         });
     }
     // Written last and atomically: its presence means "ready".
     let tmp = dir.join("state.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&state)?)?;
     std::fs::rename(&tmp, state_path(&dir))?;
-    tracing::info!(clusters = names.len(), elapsed_ms = state.started_in_ms, "local environment ready");
+    tracing::info!(
+        clusters = names.len(),
+        elapsed_ms = state.started_in_ms,
+        "local environment ready"
+    );
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut watch = tokio::time::interval(Duration::from_secs(5));
@@ -286,11 +334,18 @@ fn down(dir: &Path) -> Result<()> {
         Err(err) => return Err(err).context("reading state.json"),
     };
     let state: State = serde_json::from_str(&text).context("parsing state.json")?;
-    let pids: Vec<u32> = state.clusters.iter().flat_map(|c| c.components.iter().map(|(_, pid)| *pid)).collect();
+    let pids: Vec<u32> = state
+        .clusters
+        .iter()
+        .flat_map(|c| c.components.iter().map(|(_, pid)| *pid))
+        .collect();
     if is_supervisor(state.supervisor_pid) {
         signal(state.supervisor_pid, Signal::SIGTERM);
         if !wait_until(Duration::from_secs(30), || !is_alive(state.supervisor_pid)) {
-            eprintln!("supervisor {} did not stop in 30 s; killing it", state.supervisor_pid);
+            eprintln!(
+                "supervisor {} did not stop in 30 s; killing it",
+                state.supervisor_pid
+            );
             signal(state.supervisor_pid, Signal::SIGKILL);
         }
     }
@@ -299,7 +354,9 @@ fn down(dir: &Path) -> Result<()> {
     for pid in &survivors {
         signal(*pid, Signal::SIGKILL);
     }
-    wait_until(Duration::from_secs(10), || pids.iter().all(|pid| !is_alive(*pid)));
+    wait_until(Duration::from_secs(10), || {
+        pids.iter().all(|pid| !is_alive(*pid))
+    });
     let left: Vec<u32> = pids.iter().copied().filter(|pid| is_alive(*pid)).collect();
     let _ = std::fs::remove_file(state_path(dir));
     for cluster in &state.clusters {
@@ -309,7 +366,11 @@ fn down(dir: &Path) -> Result<()> {
     if !left.is_empty() {
         bail!("processes still running after stop: {left:?}");
     }
-    println!("stopped {} clusters ({} processes); none left running", state.clusters.len(), pids.len());
+    println!(
+        "stopped {} clusters ({} processes); none left running",
+        state.clusters.len(),
+        pids.len()
+    );
     Ok(())
 }
 
