@@ -13,3 +13,19 @@ struct Cli {}
 fn main() {
     let Cli {} = Cli::parse();
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn answers_help_and_version() {
+        super::Cli::command().debug_assert();
+        let mut cli = super::Cli::command();
+        assert_eq!(
+            cli.render_version(),
+            format!("ocmctl {}\n", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(cli.render_help().to_string().contains("Usage: ocmctl"));
+    }
+}

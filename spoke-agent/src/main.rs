@@ -22,3 +22,19 @@ fn main() -> std::process::ExitCode {
     );
     std::process::ExitCode::from(2)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn answers_help_and_version() {
+        super::Cli::command().debug_assert();
+        let mut cli = super::Cli::command();
+        assert_eq!(
+            cli.render_version(),
+            format!("ocm-agent {}\n", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(cli.render_help().to_string().contains("Usage: ocm-agent"));
+    }
+}

@@ -384,14 +384,20 @@ impl GoCommand<'_> {
     }
 
     fn failure(&self, args: &[&str], stderr: &str) -> BuildError {
-        // Only module commands resolve modules; a compile error that says "not found" is not one.
-        let unresolved = [
-            "unknown revision",
-            "not found",
-            "no matching versions",
+        // Only module commands resolve modules (a compile error that says "not found" is not
+        // one). Go reports a version the proxy refuses as `<module>@<version>: reading …: 403`
+        // or `… unknown revision …`; an unreachable proxy as a dial or DNS error.
+        let pinned = format!("{}@{}:", self.component.module, self.component.version);
+        let unreachable = [
             "dial tcp",
+            "no such host",
+            "proxyconnect",
+            "TLS handshake timeout",
         ];
-        if args.first() == Some(&"mod") && unresolved.iter().any(|needle| stderr.contains(needle)) {
+        let is_module_command = args.first() == Some(&"mod");
+        if is_module_command
+            && (stderr.contains(&pinned) || unreachable.iter().any(|n| stderr.contains(n)))
+        {
             return BuildError::ModuleDidNotResolve {
                 module: self.component.module,
                 version: self.component.version,
@@ -558,6 +564,26 @@ mod tests {
         let message = check_go(&fake_go).unwrap_err().to_string();
         assert!(message.contains("go1.19.8"), "{message}");
         assert!(message.contains("needs Go >= 1.26.0"), "{message}");
+    }
+
+    /// Asks the real Go module proxy for a version that does not exist.
+    #[test]
+    fn a_module_version_the_proxy_does_not_have_is_named_in_the_error() {
+        let cache = tempfile::tempdir().unwrap();
+        let phantom = Component {
+            version: "v0.0.999",
+            ..crate::components::KWOK
+        };
+        let err = build_component(Path::new("go"), cache.path(), &phantom, &|_| {}).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            matches!(err, BuildError::ModuleDidNotResolve { .. }),
+            "{message}"
+        );
+        assert!(
+            message.contains("sigs.k8s.io/kwok@v0.0.999 did not resolve"),
+            "{message}"
+        );
     }
 
     #[test]

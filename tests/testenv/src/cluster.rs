@@ -128,6 +128,7 @@ pub struct Cluster {
     ca: ClusterCa,
     node_names: Vec<String>,
     processes: Vec<Process>,
+    start_timeout: Duration,
     keep_dir: bool,
     stopped: bool,
 }
@@ -302,6 +303,7 @@ impl Cluster {
                 .map(|i| format!("{name}-node-{i}"))
                 .collect(),
             processes: Vec::new(),
+            start_timeout: config.start_timeout,
             keep_dir: std::env::var(KEEP_ENV).is_ok_and(|v| v == "1"),
             stopped: false,
         };
@@ -520,7 +522,7 @@ impl Cluster {
             if Instant::now() >= deadline {
                 return Err(TestEnvError::StartTimeout {
                     cluster: self.name.clone(),
-                    timeout: deadline.saturating_duration_since(Instant::now()),
+                    timeout: self.start_timeout,
                     waiting_for: what.to_owned(),
                     logs: self.log_tails(20),
                 });

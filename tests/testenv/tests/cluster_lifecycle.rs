@@ -277,3 +277,25 @@ fn killing_the_owner_process_kills_every_cluster_process() {
         || pids.iter().all(|pid| !is_alive(*pid)),
     );
 }
+
+#[tokio::test]
+async fn a_cluster_not_ready_in_time_fails_naming_what_it_waited_for() {
+    let scratch = tempfile::tempdir().unwrap();
+    let config = ClusterConfig::new("impatient")
+        .dir(scratch.path().join("cluster"))
+        .start_timeout(Duration::from_millis(1));
+    let err = Cluster::start_with(config).await.unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, TestEnvError::StartTimeout { .. }),
+        "{message}"
+    );
+    assert!(
+        message.contains("cluster impatient: not ready after 1ms: etcd to accept connections"),
+        "{message}"
+    );
+    assert!(
+        message.contains("--- etcd ("),
+        "the error carries the component logs: {message}"
+    );
+}

@@ -116,7 +116,8 @@ fn cluster_names(managed: usize) -> Vec<String> {
         .collect()
 }
 
-/// The state of a running environment; `None` if none runs (a stale state file is removed).
+/// The state of a running environment; `None` if none runs (no state file, or one whose
+/// supervisor is gone).
 fn read_state(dir: &Path) -> Result<Option<State>> {
     let path = state_path(dir);
     let text = match std::fs::read_to_string(&path) {
