@@ -222,74 +222,7 @@ impl Cluster {
         let api_port = free_port()?;
         let server = format!("https://127.0.0.1:{api_port}");
 
-        let ca = ClusterCa::generate(&name, config.cert_validity)?;
-        let serving = ca.issue_server(
-            "kube-apiserver",
-            &[
-                "127.0.0.1",
-                "localhost",
-                "10.0.0.1",
-                "kubernetes",
-                "kubernetes.default",
-                "kubernetes.default.svc",
-                "kubernetes.default.svc.cluster.local",
-            ],
-        )?;
-        let sa_key = ServiceAccountKey::generate()?;
-        let write = |path: PathBuf, text: &str| {
-            std::fs::write(&path, text).map_err(io(&format!("writing {}", path.display())))
-        };
-        let ca_pem = ca.cert_pem();
-        write(layout.pki("ca.crt"), &ca_pem)?;
-        write(layout.pki("ca.key"), ca.key_pem())?;
-        write(layout.pki("apiserver.crt"), &serving.cert_pem)?;
-        write(layout.pki("apiserver.key"), &serving.key_pem)?;
-        write(layout.pki("sa.key"), &sa_key.private_pem)?;
-        write(layout.pki("sa.pub"), &sa_key.public_pem)?;
-        let identities: [(&str, ClientIdentity<'_>); 4] = [
-            (
-                "kubeconfig",
-                ClientIdentity {
-                    user: "ocm-testenv-admin",
-                    groups: &["system:masters"],
-                },
-            ),
-            (
-                "kcm.kubeconfig",
-                ClientIdentity {
-                    user: "system:kube-controller-manager",
-                    groups: &["system:masters"],
-                },
-            ),
-            (
-                "scheduler.kubeconfig",
-                ClientIdentity {
-                    user: "system:kube-scheduler",
-                    groups: &[],
-                },
-            ),
-            (
-                "kwok.kubeconfig",
-                ClientIdentity {
-                    user: "kwok-controller",
-                    groups: &["system:masters"],
-                },
-            ),
-        ];
-        let mut admin_yaml = String::new();
-        for (file, identity) in identities {
-            let label = if file == "kubeconfig" {
-                "admin"
-            } else {
-                identity.user
-            };
-            let cert: CertAndKey = ca.issue_client(identity)?;
-            let yaml = kubeconfig::render(&name, &server, &ca_pem, label, &cert);
-            write(layout.path(file), &yaml)?;
-            if file == "kubeconfig" {
-                admin_yaml = yaml;
-            }
-        }
+        let (ca, admin_yaml) = write_credentials(&layout, &name, &server, config.cert_validity)?;
         let kube_config = client_config(&name, &admin_yaml).await?;
 
         let mut cluster = Self {
@@ -673,6 +606,90 @@ impl Drop for Cluster {
         }
         self.shutdown();
     }
+}
+
+/// Generates the cluster's CA, serving certificate, service-account key and one client
+/// certificate per component, and writes them with the components' kubeconfigs into `layout`.
+/// Returns the CA and the admin kubeconfig.
+fn write_credentials(
+    layout: &Layout,
+    cluster: &str,
+    server: &str,
+    validity: time::Duration,
+) -> Result<(ClusterCa, String), TestEnvError> {
+    let ca = ClusterCa::generate(cluster, validity)?;
+    let serving = ca.issue_server(
+        "kube-apiserver",
+        &[
+            "127.0.0.1",
+            "localhost",
+            "10.0.0.1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+        ],
+    )?;
+    let sa_key = ServiceAccountKey::generate()?;
+    let write = |path: PathBuf, text: &str| {
+        std::fs::write(&path, text).map_err(|error| TestEnvError::Io {
+            cluster: cluster.to_owned(),
+            what: format!("writing {}", path.display()),
+            error,
+        })
+    };
+    let ca_pem = ca.cert_pem();
+    write(layout.pki("ca.crt"), &ca_pem)?;
+    write(layout.pki("ca.key"), ca.key_pem())?;
+    write(layout.pki("apiserver.crt"), &serving.cert_pem)?;
+    write(layout.pki("apiserver.key"), &serving.key_pem)?;
+    write(layout.pki("sa.key"), &sa_key.private_pem)?;
+    write(layout.pki("sa.pub"), &sa_key.public_pem)?;
+    let identities: [(&str, ClientIdentity<'_>); 4] = [
+        (
+            "kubeconfig",
+            ClientIdentity {
+                user: "ocm-testenv-admin",
+                groups: &["system:masters"],
+            },
+        ),
+        (
+            "kcm.kubeconfig",
+            ClientIdentity {
+                user: "system:kube-controller-manager",
+                groups: &["system:masters"],
+            },
+        ),
+        (
+            "scheduler.kubeconfig",
+            ClientIdentity {
+                user: "system:kube-scheduler",
+                groups: &[],
+            },
+        ),
+        (
+            "kwok.kubeconfig",
+            ClientIdentity {
+                user: "kwok-controller",
+                groups: &["system:masters"],
+            },
+        ),
+    ];
+    let mut admin_yaml = String::new();
+    for (file, identity) in identities {
+        let label = if file == "kubeconfig" {
+            "admin"
+        } else {
+            identity.user
+        };
+        let cert: CertAndKey = ca.issue_client(identity)?;
+        let yaml = kubeconfig::render(cluster, server, &ca_pem, label, &cert);
+        write(layout.path(file), &yaml)?;
+        if file == "kubeconfig" {
+            admin_yaml = yaml;
+        }
+    }
+    Ok((ca, admin_yaml))
 }
 
 async fn client_config(cluster: &str, yaml: &str) -> Result<kube::Config, TestEnvError> {
