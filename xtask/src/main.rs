@@ -115,15 +115,11 @@ fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
     Ok(Assets::locate(&location)?)
 }
 
-/// Binaries from `OCM_TEST_ASSETS` or the cache, building into the cache when missing.
+/// Binaries from `OCM_TEST_ASSETS` or the cache, building into the cache when missing, with
+/// the Go named by `$GO` (default `go`).
 fn ensure_assets() -> Result<Assets> {
-    match AssetsLocation::from_env()? {
-        location @ AssetsLocation::Directory(_) => Ok(Assets::locate(&location)?),
-        AssetsLocation::Cache(_) => {
-            let go = std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from);
-            k8s_bins(&go, false)
-        }
-    }
+    let go = std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from);
+    k8s_bins(&go, false)
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
