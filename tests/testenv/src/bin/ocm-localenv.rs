@@ -367,9 +367,10 @@ fn down(dir: &Path) -> Result<()> {
     if !left.is_empty() {
         bail!("processes still running after stop: {left:?}");
     }
+    let clusters = state.clusters.len();
+    let plural = if clusters == 1 { "" } else { "s" };
     println!(
-        "stopped {} clusters ({} processes); none left running",
-        state.clusters.len(),
+        "stopped {clusters} cluster{plural} ({} processes); none left running",
         pids.len()
     );
     Ok(())
