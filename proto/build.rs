@@ -9,6 +9,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // Sorted maps: attributes encode in a stable order, so encodings can be compared byte
+        // for byte (Go encodes its map in random order; a receiver must not care either way).
+        .btree_map(".")
         .compile_fds(descriptors)?;
     Ok(())
 }

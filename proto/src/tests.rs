@@ -30,7 +30,9 @@ fn cloud_event_core_fields_attributes_and_binary_data_use_the_reference_numbers(
         source: "s".into(),
         spec_version: "1.0".into(),
         r#type: "t".into(),
-        attributes: [("ce-x".to_owned(), attr(Attr::CeInteger(5)))].into(),
+        attributes: [("ce-x".to_owned(), attr(Attr::CeInteger(5)))]
+            .into_iter()
+            .collect(),
         data: Some(Data::BinaryData(b"{}".to_vec())),
     };
     #[rustfmt::skip]
