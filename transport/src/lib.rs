@@ -2,8 +2,9 @@
 //! payload codecs, resync, mutual TLS and certificate reloading.
 //!
 //! Built so far (issue 3, in progress): the event model ([`event`]), OCM's event type strings
-//! ([`event_type`]), the gRPC binding ([`grpc_binding`]) and the structured JSON format
-//! ([`structured`]). The broker, clients, MQTT, codecs and resync follow.
+//! ([`event_type`]), the gRPC and MQTT v5 bindings ([`grpc_binding`], [`mqtt_binding`]), the
+//! structured JSON format ([`structured`]), `sequenceid` ([`sequence_id`]) and `statushash`
+//! ([`status_hash`]). The broker, clients, payload codecs and resync follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -11,6 +12,9 @@
 pub mod event;
 pub mod event_type;
 pub mod grpc_binding;
+pub mod mqtt_binding;
+pub mod sequence_id;
+pub mod status_hash;
 pub mod structured;
 
 pub use event::{CloudEvent, ExtensionValue};
