@@ -4,8 +4,8 @@
 //! Built so far (issue 3, in progress): the event model ([`event`]), OCM's event type strings
 //! ([`event_type`]), the gRPC and MQTT v5 bindings ([`grpc_binding`], [`mqtt_binding`]), the
 //! structured JSON format ([`structured`]), `sequenceid` ([`sequence_id`]) and `statushash`
-//! ([`status_hash`]), and the resync payloads and decisions ([`resync`]). The broker, clients,
-//! MQTT transport and payload codecs follow.
+//! ([`status_hash`]), the resync payloads and decisions ([`resync`]) and OCM's MQTT topic
+//! layout ([`mqtt_topics`]). The broker, clients, MQTT transport and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -14,6 +14,7 @@ pub mod event;
 pub mod event_type;
 pub mod grpc_binding;
 pub mod mqtt_binding;
+pub mod mqtt_topics;
 pub mod resync;
 pub mod sequence_id;
 pub mod status_hash;
