@@ -5,11 +5,13 @@
 //! ([`event_type`]), the gRPC and MQTT v5 bindings ([`grpc_binding`], [`mqtt_binding`]), the
 //! structured JSON format ([`structured`]), `sequenceid` ([`sequence_id`]) and `statushash`
 //! ([`status_hash`]), the resync payloads and decisions ([`resync`]) and OCM's MQTT topic
-//! layout ([`mqtt_topics`]). The broker, clients, MQTT transport and payload codecs follow.
+//! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
+//! ([`access`]). The broker, clients, MQTT transport and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
 
+pub mod access;
 pub mod event;
 pub mod event_type;
 pub mod grpc_binding;
