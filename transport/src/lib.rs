@@ -6,7 +6,8 @@
 //! structured JSON format ([`structured`]), `sequenceid` ([`sequence_id`]) and `statushash`
 //! ([`status_hash`]), the resync payloads and decisions ([`resync`]) and OCM's MQTT topic
 //! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
-//! ([`access`]). The broker, clients, MQTT transport and payload codecs follow.
+//! ([`access`]) and Publish's error body ([`status_error`]). The broker, clients, MQTT transport
+//! and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -19,6 +20,7 @@ pub mod mqtt_binding;
 pub mod mqtt_topics;
 pub mod resync;
 pub mod sequence_id;
+pub mod status_error;
 pub mod status_hash;
 pub mod structured;
 
