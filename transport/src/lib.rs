@@ -6,8 +6,9 @@
 //! structured JSON format ([`structured`]), `sequenceid` ([`sequence_id`]) and `statushash`
 //! ([`status_hash`]), the resync payloads and decisions ([`resync`]) and OCM's MQTT topic
 //! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
-//! ([`access`]) and Publish's error body ([`status_error`]). The broker, clients, MQTT transport
-//! and payload codecs follow.
+//! ([`access`]), Publish's error body ([`status_error`]) and the broker's routing table with one
+//! bounded queue per subscriber ([`subscriptions`]). The gRPC server and clients, TLS, the MQTT
+//! transport and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -23,6 +24,7 @@ pub mod sequence_id;
 pub mod status_error;
 pub mod status_hash;
 pub mod structured;
+pub mod subscriptions;
 
 pub use event::{CloudEvent, ExtensionValue};
 pub use event_type::{DataType, EventAction, EventType, SubResource};
