@@ -7,7 +7,8 @@
 //! ([`status_hash`]), the resync payloads and decisions ([`resync`]) and OCM's MQTT topic
 //! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
 //! ([`access`]), Publish's error body ([`status_error`]) and the broker's routing table with one
-//! bounded queue per subscriber ([`subscriptions`]). The gRPC server and clients, TLS, the MQTT
+//! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
+//! certificates and certificate identities ([`tls`]). The gRPC server and clients, the MQTT
 //! transport and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
@@ -25,6 +26,7 @@ pub mod status_error;
 pub mod status_hash;
 pub mod structured;
 pub mod subscriptions;
+pub mod tls;
 
 pub use event::{CloudEvent, ExtensionValue};
 pub use event_type::{DataType, EventAction, EventType, SubResource};
