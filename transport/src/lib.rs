@@ -8,13 +8,14 @@
 //! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
 //! ([`access`]), Publish's error body ([`status_error`]) and the broker's routing table with one
 //! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
-//! certificates and certificate identities ([`tls`]). The gRPC server and clients, the MQTT
-//! transport and payload codecs follow.
+//! certificates and certificate identities ([`tls`]), and the gRPC broker ([`broker`]). The gRPC
+//! client, the MQTT transport and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
 
 pub mod access;
+pub mod broker;
 pub mod event;
 pub mod event_type;
 pub mod grpc_binding;

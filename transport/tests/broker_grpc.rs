@@ -1,0 +1,442 @@
+//! The broker over real mutual TLS on 127.0.0.1, with tonic clients as agents.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ocm_proto::{CloudEventServiceClient, PublishRequest, SubscriptionRequest};
+use ocm_transport::access::AccessRequest;
+use ocm_transport::broker::{
+    self, Authorizer, Broker, BrokerConfig, EventHandler, Identity, TokenAuthenticator,
+};
+use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
+use ocm_transport::event_type::{DataType, HEARTBEAT_TYPE};
+use ocm_transport::grpc_binding;
+use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+const WORK_STATUS: &str =
+    "io.open-cluster-management.works.v1alpha1.manifestbundles.status.update_request";
+const WORK_SPEC: &str =
+    "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.update_request";
+const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
+
+struct Pki {
+    ca: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, "hub-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Self {
+            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
+        }
+    }
+
+    fn issue(&self, mut params: CertificateParams, cn: &str, org: Option<&str>) -> PemIdentity {
+        params.distinguished_name.push(DnType::CommonName, cn);
+        if let Some(org) = org {
+            params
+                .distinguished_name
+                .push(DnType::OrganizationName, org);
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.ca).unwrap();
+        PemIdentity {
+            cert_chain: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    fn agent(&self, cluster: &str) -> PemIdentity {
+        let mut params = CertificateParams::default();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cn = format!("system:open-cluster-management:{cluster}:agent");
+        self.issue(
+            params,
+            &cn,
+            Some(&format!("system:open-cluster-management:{cluster}")),
+        )
+    }
+}
+
+/// Records what agents published.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, CloudEvent)>>);
+
+#[tonic::async_trait]
+impl EventHandler for Recorder {
+    async fn handle(&self, who: &Identity, event: CloudEvent) -> Result<(), Status> {
+        self.0.lock().unwrap().push((who.user.clone(), event));
+        Ok(())
+    }
+}
+
+/// Stands in for RBAC: an agent may act only in its own cluster's namespace.
+struct OwnClusterOnly;
+
+#[tonic::async_trait]
+impl Authorizer for OwnClusterOnly {
+    async fn authorize(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
+        Ok(who
+            .groups
+            .iter()
+            .any(|g| *g == format!("system:open-cluster-management:{}", request.namespace)))
+    }
+}
+
+struct StaticToken;
+
+#[tonic::async_trait]
+impl TokenAuthenticator for StaticToken {
+    async fn authenticate(&self, token: &str) -> Result<Identity, String> {
+        if token == BOOTSTRAP_TOKEN {
+            Ok(Identity {
+                user: "bootstrap".into(),
+                groups: vec!["system:open-cluster-management:cluster1".into()],
+            })
+        } else {
+            Err("unknown token".into())
+        }
+    }
+}
+
+struct Hub {
+    pki: Pki,
+    broker: Broker,
+    recorder: Arc<Recorder>,
+    port: u16,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+async fn start_hub(heartbeat: Duration, max_message_size: usize) -> Hub {
+    let pki = Pki::new();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let serving = pki.issue(params, "hub", None);
+    let server_tls =
+        tls::server_config(ReloadableIdentity::new(&serving).unwrap(), &pki.ca.pem()).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::from([(
+        DataType::manifest_bundles(),
+        Arc::clone(&recorder) as Arc<dyn EventHandler>,
+    )]);
+    let config = BrokerConfig {
+        heartbeat_interval: heartbeat,
+        queue_capacity: 100,
+    };
+    let broker = Broker::new(
+        config,
+        handlers,
+        Some(Arc::new(StaticToken)),
+        Arc::new(OwnClusterOnly),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(broker::serve(
+        broker.clone(),
+        listener,
+        Arc::new(server_tls),
+        max_message_size,
+        async {
+            let _ = stop.await;
+        },
+    ));
+    Hub {
+        pki,
+        broker,
+        recorder,
+        port,
+        _shutdown: shutdown,
+    }
+}
+
+async fn channel(hub: &Hub, identity: Option<&PemIdentity>) -> Channel {
+    let identity = identity.map(|i| ReloadableIdentity::new(i).unwrap());
+    let config = Arc::new(tls::client_config(&hub.pki.ca.pem(), identity).unwrap());
+    let port = hub.port;
+    Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_| {
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&config));
+            async move {
+                let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let tls = connector.connect(name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .unwrap()
+}
+
+fn work_event(event_type: &str, cluster: Option<&str>, data: &[u8]) -> CloudEvent {
+    let mut event = CloudEvent {
+        id: uuid_like(),
+        source: "cluster1-work-agent".into(),
+        spec_version: SPEC_VERSION.into(),
+        event_type: event_type.into(),
+        data_content_type: Some(JSON.into()),
+        data: Some(data.to_vec()),
+        ..CloudEvent::default()
+    };
+    event
+        .extensions
+        .insert("resourceversion".into(), ExtensionValue::Integer(1));
+    event
+        .extensions
+        .insert("resourceid".into(), ExtensionValue::String("uid-1".into()));
+    if let Some(cluster) = cluster {
+        event
+            .extensions
+            .insert("clustername".into(), ExtensionValue::String(cluster.into()));
+    }
+    event
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!("event-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+fn subscription(cluster: &str) -> SubscriptionRequest {
+    SubscriptionRequest {
+        source: String::new(),
+        cluster_name: cluster.into(),
+        data_type: DataType::manifest_bundles().to_string(),
+    }
+}
+
+async fn publish(
+    client: &mut CloudEventServiceClient<Channel>,
+    event: &CloudEvent,
+) -> Result<(), Status> {
+    client
+        .publish(PublishRequest {
+            event: Some(grpc_binding::encode(event)),
+        })
+        .await
+        .map(|_| ())
+}
+
+#[tokio::test]
+async fn subscribe_sends_the_subscription_id_then_its_clusters_events_and_heartbeats() {
+    let hub = start_hub(Duration::from_millis(300), 4 << 20).await;
+    let mut client =
+        CloudEventServiceClient::new(channel(&hub, Some(&hub.pki.agent("cluster1"))).await);
+    let response = client.subscribe(subscription("cluster1")).await.unwrap();
+    let id = response
+        .metadata()
+        .get(broker::SUBSCRIPTION_ID_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(id.len(), 36, "a UUID: {id}");
+    let mut stream = response.into_inner();
+
+    let other_cluster = work_event(WORK_SPEC, Some("cluster2"), b"{}");
+    let own = work_event(WORK_SPEC, Some("cluster1"), br#"{"manifests":[]}"#);
+    assert_eq!(hub.broker.send(&other_cluster).unwrap(), 0);
+    assert_eq!(hub.broker.send(&own).unwrap(), 1);
+    let received = stream.message().await.unwrap().unwrap();
+    assert_eq!(grpc_binding::decode(received).unwrap(), own);
+
+    let heartbeat = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(heartbeat.r#type, HEARTBEAT_TYPE);
+    assert_eq!(heartbeat.spec_version, "1.0");
+    assert!(
+        heartbeat.attributes.is_empty() && heartbeat.data.is_none() && !heartbeat.id.is_empty()
+    );
+}
+
+#[tokio::test]
+async fn publish_reaches_the_handler_of_its_data_type_as_the_authenticated_agent() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let mut client =
+        CloudEventServiceClient::new(channel(&hub, Some(&hub.pki.agent("cluster1"))).await);
+    let event = work_event(WORK_STATUS, Some("cluster1"), br#"{"conditions":[]}"#);
+    publish(&mut client, &event).await.unwrap();
+    let recorded = hub.recorder.0.lock().unwrap().clone();
+    assert_eq!(
+        recorded,
+        [(
+            "system:open-cluster-management:cluster1:agent".to_owned(),
+            event
+        )]
+    );
+}
+
+#[tokio::test]
+async fn an_agent_may_neither_publish_nor_subscribe_for_another_cluster() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let mut client =
+        CloudEventServiceClient::new(channel(&hub, Some(&hub.pki.agent("cluster1"))).await);
+    let err = publish(
+        &mut client,
+        &work_event(WORK_STATUS, Some("cluster2"), b"{}"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    let err = client
+        .subscribe(subscription("cluster2"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+    assert!(hub.recorder.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_with_clear_errors_while_streams_carry_on() {
+    let hub = start_hub(Duration::from_secs(10), 64 << 10).await;
+    let mut client =
+        CloudEventServiceClient::new(channel(&hub, Some(&hub.pki.agent("cluster1"))).await);
+    let mut stream = client
+        .subscribe(subscription("cluster1"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    let mut no_spec_version =
+        grpc_binding::encode(&work_event(WORK_STATUS, Some("cluster1"), b"{}"));
+    no_spec_version.spec_version.clear();
+    let err = client
+        .publish(PublishRequest {
+            event: Some(no_spec_version),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "CloudEvent has no spec_version")
+    );
+
+    let err = publish(&mut client, &work_event(WORK_STATUS, None, b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("ce-clustername"), "{err}");
+
+    let err = publish(
+        &mut client,
+        &work_event("not.a.type", Some("cluster1"), b"{}"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err}");
+
+    let lease = work_event(
+        "coordination.k8s.io.v1.leases.spec.update_request",
+        Some("cluster1"),
+        b"{}",
+    );
+    let err = publish(&mut client, &lease).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("no service for data type coordination.k8s.io.v1.leases"),
+        "{err}"
+    );
+
+    let huge = work_event(WORK_STATUS, Some("cluster1"), &vec![b' '; 100 << 10]);
+    let err = publish(&mut client, &huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::OutOfRange, "{err}");
+
+    let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(hub.broker.send(&event).unwrap(), 1);
+    assert_eq!(
+        grpc_binding::decode(stream.message().await.unwrap().unwrap()).unwrap(),
+        event
+    );
+    publish(
+        &mut client,
+        &work_event(WORK_STATUS, Some("cluster1"), b"{}"),
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn callers_without_certificate_need_a_valid_bearer_token() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let anonymous = channel(&hub, None).await;
+    let mut client = CloudEventServiceClient::new(anonymous.clone());
+    let err = publish(
+        &mut client,
+        &work_event(WORK_STATUS, Some("cluster1"), b"{}"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+
+    let with_token = |token: &'static str| {
+        CloudEventServiceClient::with_interceptor(
+            anonymous.clone(),
+            move |mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", format!("Bearer {token}").parse().unwrap());
+                Ok(request)
+            },
+        )
+    };
+    let err = with_token("forged")
+        .publish(PublishRequest {
+            event: Some(grpc_binding::encode(&work_event(
+                WORK_STATUS,
+                Some("cluster1"),
+                b"{}",
+            ))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err}");
+    with_token(BOOTSTRAP_TOKEN)
+        .publish(PublishRequest {
+            event: Some(grpc_binding::encode(&work_event(
+                WORK_STATUS,
+                Some("cluster1"),
+                b"{}",
+            ))),
+        })
+        .await
+        .unwrap();
+    assert_eq!(hub.recorder.0.lock().unwrap()[0].0, "bootstrap");
+}
+
+#[tokio::test]
+async fn a_closed_stream_is_unsubscribed() {
+    let hub = start_hub(Duration::from_millis(100), 4 << 20).await;
+    let mut client =
+        CloudEventServiceClient::new(channel(&hub, Some(&hub.pki.agent("cluster1"))).await);
+    let stream = client
+        .subscribe(subscription("cluster1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hub.broker.subscriber_count(), 1);
+    drop(stream);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while hub.broker.subscriber_count() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "subscription not removed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
