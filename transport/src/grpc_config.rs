@@ -1,0 +1,340 @@
+//! OCM's gRPC client configuration file (ocm-wire-protocol.md §8): the YAML an agent's bootstrap
+//! and hub-kubeconfig Secrets carry as `config.yaml`.
+//!
+//! ```yaml
+//! url: hub.example.com:8090
+//! caData: <base64 PEM>            # or caFile
+//! clientCertData: <base64 PEM>    # or clientCertFile (with clientKeyData / clientKeyFile)
+//! token: <bearer token>           # or tokenFile; only with a CA
+//! keepAliveConfig: {enable: true, time: 30s, timeout: 10s, permitWithoutStream: false}
+//! serverHealthinessTimeout: 40s
+//! ```
+//!
+//! Parsing is pure; files the configuration names are read through a function the caller
+//! passes, so only binaries touch the file system.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+use crate::tls::PemIdentity;
+
+/// The file as written, before referenced files are read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GrpcConfigFile {
+    #[serde(default)]
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    pub ca_data: Option<String>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub client_cert_data: Option<String>,
+    pub client_key_data: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<PathBuf>,
+    pub keep_alive_config: Option<KeepAliveFile>,
+    pub server_healthiness_timeout: Option<GoDuration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeepAliveFile {
+    #[serde(default)]
+    pub enable: bool,
+    pub time: Option<GoDuration>,
+    pub timeout: Option<GoDuration>,
+    #[serde(default)]
+    pub permit_without_stream: bool,
+}
+
+/// A duration as Go configurations write it: `"30s"`, `"1m30s"`, `"500ms"`, or an integer of
+/// nanoseconds (`time.Duration` marshalled as JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GoDuration(pub Duration);
+
+impl<'de> Deserialize<'de> for GoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Nanos(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Nanos(n) => Ok(Self(Duration::from_nanos(n))),
+            Raw::Text(text) => parse_go_duration(&text).map(Self).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a duration such as \"30s\" or \"1m30s\""
+                ))
+            }),
+        }
+    }
+}
+
+/// Go's `time.ParseDuration` for non-negative values: a sequence of `<number><unit>`.
+pub fn parse_go_duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = text.trim();
+    let mut total = Duration::ZERO;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (number, tail) = rest.split_at(number_len);
+        let value: f64 = number.parse().ok()?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let seconds_per_unit = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += Duration::try_from_secs_f64(value * seconds_per_unit).ok()?;
+        rest = tail;
+    }
+    Some(total)
+}
+
+/// A usable client configuration.
+#[derive(Debug, Clone)]
+pub struct GrpcClientConfig {
+    /// `host:port` of the broker.
+    pub url: String,
+    pub ca_pem: Option<String>,
+    pub client_identity: Option<PemIdentity>,
+    pub token: Option<String>,
+    /// HTTP/2 keepalive `(time, timeout, permit_without_stream)`, if enabled.
+    pub keep_alive: Option<(Duration, Duration, bool)>,
+    /// Reconnect when no heartbeat arrives for this long.
+    pub server_healthiness_timeout: Option<Duration>,
+}
+
+impl GrpcConfigFile {
+    pub fn from_yaml(text: &str) -> Result<Self, GrpcConfigError> {
+        serde_saphyr::from_str(text).map_err(|e| GrpcConfigError::Yaml(e.to_string()))
+    }
+
+    /// Reads what the file refers to through `read` and checks the combination.
+    pub fn resolve(
+        self,
+        read: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<GrpcClientConfig, GrpcConfigError> {
+        if self.url.is_empty() {
+            return Err(GrpcConfigError::Missing("url"));
+        }
+        let load = |data: Option<String>,
+                    file: Option<PathBuf>,
+                    what: &'static str|
+         -> Result<Option<String>, GrpcConfigError> {
+            match (data, file) {
+                (Some(data), _) => {
+                    let bytes =
+                        STANDARD
+                            .decode(data.trim())
+                            .map_err(|e| GrpcConfigError::Base64 {
+                                what,
+                                detail: e.to_string(),
+                            })?;
+                    String::from_utf8(bytes)
+                        .map(Some)
+                        .map_err(|_| GrpcConfigError::Base64 {
+                            what,
+                            detail: "not UTF-8".into(),
+                        })
+                }
+                (None, Some(path)) => read(&path).map(Some).map_err(|e| GrpcConfigError::File {
+                    what,
+                    path,
+                    detail: e.to_string(),
+                }),
+                (None, None) => Ok(None),
+            }
+        };
+        let ca_pem = load(self.ca_data, self.ca_file, "caData/caFile")?;
+        let cert = load(
+            self.client_cert_data,
+            self.client_cert_file,
+            "clientCertData/clientCertFile",
+        )?;
+        let key = load(
+            self.client_key_data,
+            self.client_key_file,
+            "clientKeyData/clientKeyFile",
+        )?;
+        let client_identity = match (cert, key) {
+            (Some(cert_chain), Some(key)) => Some(PemIdentity { cert_chain, key }),
+            (None, None) => None,
+            _ => return Err(GrpcConfigError::HalfIdentity),
+        };
+        let token = match (self.token, self.token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                read(&path)
+                    .map_err(|e| GrpcConfigError::File {
+                        what: "tokenFile",
+                        path,
+                        detail: e.to_string(),
+                    })?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        // As OCM's loader: a token must never travel without TLS to a known server.
+        if token.is_some() && ca_pem.is_none() {
+            return Err(GrpcConfigError::TokenWithoutCa);
+        }
+        let keep_alive = self.keep_alive_config.filter(|k| k.enable).map(|k| {
+            (
+                k.time.map_or(Duration::from_secs(30), |d| d.0),
+                k.timeout.map_or(Duration::from_secs(10), |d| d.0),
+                k.permit_without_stream,
+            )
+        });
+        Ok(GrpcClientConfig {
+            url: self.url,
+            ca_pem,
+            client_identity,
+            token,
+            keep_alive,
+            server_healthiness_timeout: self.server_healthiness_timeout.map(|d| d.0),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GrpcConfigError {
+    #[error("gRPC config is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("gRPC config has no {0}")]
+    Missing(&'static str),
+    #[error("gRPC config {what} is not base64: {detail}")]
+    Base64 { what: &'static str, detail: String },
+    #[error("gRPC config {what}: cannot read {}: {detail}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "gRPC config has a client certificate without its key, or a key without its certificate"
+    )]
+    HalfIdentity,
+    #[error("gRPC config has a token but no CA (caData or caFile); a token is only sent over TLS")]
+    TokenWithoutCa,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_files(path: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} not found", path.display()),
+        ))
+    }
+
+    #[test]
+    fn bootstrap_config_with_inline_ca_and_token_resolves() {
+        let ca = STANDARD.encode("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        let yaml = format!(
+            "url: hub.example.com:8090\ncaData: {ca}\ntoken: abc.def\nkeepAliveConfig:\n  enable: true\n  time: 1m30s\nserverHealthinessTimeout: 40s\n"
+        );
+        let config = GrpcConfigFile::from_yaml(&yaml)
+            .unwrap()
+            .resolve(no_files)
+            .unwrap();
+        assert_eq!(config.url, "hub.example.com:8090");
+        assert!(
+            config
+                .ca_pem
+                .unwrap()
+                .starts_with("-----BEGIN CERTIFICATE-----")
+        );
+        assert_eq!(config.token.as_deref(), Some("abc.def"));
+        assert_eq!(
+            config.keep_alive,
+            Some((Duration::from_secs(90), Duration::from_secs(10), false))
+        );
+        assert_eq!(
+            config.server_healthiness_timeout,
+            Some(Duration::from_secs(40))
+        );
+    }
+
+    #[test]
+    fn files_are_read_through_the_callers_reader() {
+        let yaml = "url: h:1\ncaFile: /ca.crt\nclientCertFile: /tls.crt\nclientKeyFile: /tls.key\n";
+        let read = |path: &Path| Ok(format!("contents of {}", path.display()));
+        let config = GrpcConfigFile::from_yaml(yaml)
+            .unwrap()
+            .resolve(read)
+            .unwrap();
+        assert_eq!(config.ca_pem.as_deref(), Some("contents of /ca.crt"));
+        let identity = config.client_identity.unwrap();
+        assert_eq!(
+            (identity.cert_chain.as_str(), identity.key.as_str()),
+            ("contents of /tls.crt", "contents of /tls.key")
+        );
+        let err = GrpcConfigFile::from_yaml(yaml)
+            .unwrap()
+            .resolve(no_files)
+            .unwrap_err();
+        assert!(err.to_string().contains("cannot read /ca.crt"), "{err}");
+    }
+
+    #[test]
+    fn unsafe_or_incomplete_configs_are_refused_with_the_reason() {
+        let cases = [
+            ("caData: x\n", "no url"),
+            ("url: h:1\ntoken: t\n", "token but no CA"),
+            ("url: h:1\nclientCertData: eA==\n", "without its key"),
+            ("url: h:1\ncaData: '%%%'\n", "not base64"),
+            (
+                "url: h:1\nserverHealthinessTimeout: soon\n",
+                "not a duration",
+            ),
+            ("url: [", "not valid YAML"),
+        ];
+        for (yaml, reason) in cases {
+            let err = GrpcConfigFile::from_yaml(yaml)
+                .and_then(|f| f.resolve(no_files))
+                .unwrap_err();
+            assert!(err.to_string().contains(reason), "{yaml:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn go_durations_parse_like_time_parse_duration() {
+        let cases = [
+            ("10s", Duration::from_secs(10)),
+            ("1m30s", Duration::from_secs(90)),
+            ("500ms", Duration::from_millis(500)),
+            ("1h", Duration::from_secs(3600)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("0", Duration::ZERO),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse_go_duration(text), Some(expected), "{text}");
+        }
+        for bad in ["", "10", "s", "10x", "-1s"] {
+            assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+        let nanos: GoDuration = serde_json::from_str("1500000000").unwrap();
+        assert_eq!(nanos.0, Duration::from_millis(1500));
+    }
+}
