@@ -135,6 +135,12 @@ impl Broker {
         Ok(routed.delivered)
     }
 
+    /// Ends every Subscribe stream (on shutdown): clients see the stream close, reconnect and
+    /// resync.
+    pub fn close_all(&self) {
+        self.inner.subscriptions.clear();
+    }
+
     /// Live Subscribe streams.
     pub fn subscriber_count(&self) -> usize {
         self.inner.subscriptions.len()
@@ -343,6 +349,12 @@ pub async fn serve(
             });
         }
     });
+    // Subscribe streams never end by themselves; end them, or a graceful shutdown waits forever.
+    let closer = broker.clone();
+    let shutdown = async move {
+        shutdown.await;
+        closer.close_all();
+    };
     let service = ocm_proto::CloudEventServiceServer::new(broker)
         .max_decoding_message_size(max_message_size)
         .max_encoding_message_size(max_message_size);

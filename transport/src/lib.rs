@@ -8,9 +8,9 @@
 //! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
 //! ([`access`]), Publish's error body ([`status_error`]) and the broker's routing table with one
 //! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
-//! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]) and OCM's gRPC
-//! client configuration file ([`grpc_config`]). The gRPC client, the MQTT transport and payload
-//! codecs follow.
+//! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]), the
+//! reconnecting gRPC client ([`grpc_client`]) and OCM's gRPC client configuration file
+//! ([`grpc_config`]). HTTP CONNECT proxies, the MQTT transport and payload codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -20,6 +20,7 @@ pub mod broker;
 pub mod event;
 pub mod event_type;
 pub mod grpc_binding;
+pub mod grpc_client;
 pub mod grpc_config;
 pub mod mqtt_binding;
 pub mod mqtt_topics;

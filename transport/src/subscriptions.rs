@@ -136,6 +136,11 @@ impl<T: Clone> Subscriptions<T> {
         routed
     }
 
+    /// Removes every subscription; their streams end once drained.
+    pub fn clear(&self) {
+        self.write().clear();
+    }
+
     /// Number of live subscriptions.
     pub fn len(&self) -> usize {
         self.read().values().map(Vec::len).sum()

@@ -1,4 +1,5 @@
-//! The broker over real mutual TLS on 127.0.0.1, with tonic clients as agents.
+//! The broker and the client over real mutual TLS on 127.0.0.1: tonic clients as agents, and
+//! our own reconnecting client across broker restarts and lost heartbeats.
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
@@ -14,11 +15,14 @@ use ocm_transport::broker::{
 use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
 use ocm_transport::event_type::{DataType, HEARTBEAT_TYPE};
 use ocm_transport::grpc_binding;
+use ocm_transport::grpc_client::{Backoff, GrpcClient, SubscribeOptions};
+use ocm_transport::grpc_config::GrpcClientConfig;
 use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair,
 };
+use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
 
@@ -111,15 +115,38 @@ impl TokenAuthenticator for StaticToken {
 }
 
 struct Hub {
-    pki: Pki,
+    pki: Arc<Pki>,
     broker: Broker,
     recorder: Arc<Recorder>,
     port: u16,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Hub {
+    /// Stops the broker (ending every stream) and waits until it has.
+    async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
 }
 
 async fn start_hub(heartbeat: Duration, max_message_size: usize) -> Hub {
-    let pki = Pki::new();
+    start_hub_with(Arc::new(Pki::new()), heartbeat, max_message_size, 0).await
+}
+
+async fn start_hub_with(
+    pki: Arc<Pki>,
+    heartbeat: Duration,
+    max_message_size: usize,
+    port: u16,
+) -> Hub {
     let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let serving = pki.issue(params, "hub", None);
@@ -140,10 +167,12 @@ async fn start_hub(heartbeat: Duration, max_message_size: usize) -> Hub {
         Some(Arc::new(StaticToken)),
         Arc::new(OwnClusterOnly),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(broker::serve(
+    let server = tokio::spawn(broker::serve(
         broker.clone(),
         listener,
         Arc::new(server_tls),
@@ -157,7 +186,8 @@ async fn start_hub(heartbeat: Duration, max_message_size: usize) -> Hub {
         broker,
         recorder,
         port,
-        _shutdown: shutdown,
+        shutdown: Some(shutdown),
+        server,
     }
 }
 
@@ -439,4 +469,116 @@ async fn a_closed_stream_is_unsubscribed() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Our client, as an agent of `cluster1`, with quick reconnects for the test.
+fn agent_client(hub: &Hub) -> GrpcClient {
+    let config = GrpcClientConfig {
+        url: format!("localhost:{}", hub.port),
+        ca_pem: Some(hub.pki.ca.pem()),
+        client_identity: Some(hub.pki.agent("cluster1")),
+        token: None,
+        keep_alive: None,
+        server_healthiness_timeout: None,
+    };
+    GrpcClient::new(&config).unwrap()
+}
+
+fn quick(heartbeat_timeout: Option<Duration>) -> SubscribeOptions {
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        factor: 2.0,
+        cap: Duration::from_millis(400),
+        jitter: 0.5,
+    };
+    SubscribeOptions {
+        backoff,
+        heartbeat_timeout,
+    }
+}
+
+async fn next<T>(receiver: &mut tokio::sync::mpsc::Receiver<T>, what: &str) -> T {
+    tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_client_resubscribes_after_a_broker_restart_and_signals_a_resync() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let (pki, port) = (Arc::clone(&hub.pki), hub.port);
+    let client = agent_client(&hub);
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(16);
+    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn({
+        let (client, cancel) = (client.clone(), cancel.clone());
+        async move {
+            client
+                .run_subscription(
+                    subscription("cluster1"),
+                    events_tx,
+                    subscribed_tx,
+                    quick(None),
+                    cancel,
+                )
+                .await
+        }
+    });
+
+    let first = next(&mut subscribed, "the first subscription").await;
+    let before = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(hub.broker.send(&before).unwrap(), 1);
+    assert_eq!(next(&mut events, "an event").await, before);
+
+    hub.stop().await;
+    let restarted = start_hub_with(pki, Duration::from_secs(10), 4 << 20, port).await;
+    let second = next(&mut subscribed, "a new subscription after the restart").await;
+    assert_ne!(first, second);
+    let after = work_event(WORK_SPEC, Some("cluster1"), br#"{"manifests":[]}"#);
+    assert_eq!(restarted.broker.send(&after).unwrap(), 1);
+    assert_eq!(next(&mut events, "an event after the restart").await, after);
+
+    client
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(restarted.recorder.0.lock().unwrap().len(), 1);
+    cancel.cancel();
+    running.await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_heartbeats_make_the_client_reconnect() {
+    // The broker's heartbeat is far slower than the client's patience.
+    let hub = start_hub(Duration::from_secs(60), 4 << 20).await;
+    let client = agent_client(&hub);
+    let (events_tx, _events) = tokio::sync::mpsc::channel(16);
+    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let options = quick(Some(Duration::from_millis(300)));
+    let running = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            client
+                .run_subscription(
+                    subscription("cluster1"),
+                    events_tx,
+                    subscribed_tx,
+                    options,
+                    cancel,
+                )
+                .await
+        }
+    });
+    let first = next(&mut subscribed, "the first subscription").await;
+    let second = next(
+        &mut subscribed,
+        "a resubscription after the heartbeat timeout",
+    )
+    .await;
+    assert_ne!(first, second);
+    cancel.cancel();
+    running.await.unwrap();
 }

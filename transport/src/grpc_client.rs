@@ -1,0 +1,312 @@
+//! The gRPC client agents (and sources) use (ocm-wire-protocol.md §7): one HTTP/2 connection
+//! over mutual TLS, a Subscribe stream per data type that survives broker restarts, lost
+//! heartbeats and network failures by reconnecting with jittered exponential backoff and
+//! re-subscribing — after which the caller resyncs — and Publish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use ocm_proto::{CloudEventServiceClient, PublishRequest, SubscriptionRequest};
+
+use crate::broker::SUBSCRIPTION_ID_HEADER;
+use crate::event::CloudEvent;
+use crate::event_type::HEARTBEAT_TYPE;
+use crate::grpc_binding;
+use crate::grpc_config::GrpcClientConfig;
+use crate::tls::{self, ReloadableIdentity, TlsError};
+
+/// Reconnect timing: `initial × factor^n`, capped, each delay stretched by up to `jitter × 100 %`
+/// at random so a broker restart does not bring every agent back in the same instant.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub factor: f64,
+    pub cap: Duration,
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    /// OCM's: 5 s, ×5, at most 1 min, jitter 1.0.
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_secs(5),
+            factor: 5.0,
+            cap: Duration::from_secs(60),
+            jitter: 1.0,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `attempt` (0-based).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let exponent = i32::try_from(attempt.min(64)).unwrap_or(64);
+        let base =
+            (self.initial.as_secs_f64() * self.factor.powi(exponent)).min(self.cap.as_secs_f64());
+        let mut random = [0u8; 4];
+        let fraction = match getrandom::fill(&mut random) {
+            Ok(()) => f64::from(u32::from_le_bytes(random)) / f64::from(u32::MAX),
+            Err(_) => 0.5,
+        };
+        Duration::from_secs_f64(base * (1.0 + self.jitter * fraction))
+    }
+}
+
+/// A connection to a broker.
+#[derive(Debug, Clone)]
+pub struct GrpcClient {
+    channel: Channel,
+    token: Option<Arc<str>>,
+}
+
+impl GrpcClient {
+    /// A client for `config`: TLS 1.3 with the configured CA and client certificate, or a bearer
+    /// token. The connection is made on first use and remade whenever it breaks.
+    pub fn new(config: &GrpcClientConfig) -> Result<Self, TlsError> {
+        let identity = config
+            .client_identity
+            .as_ref()
+            .map(ReloadableIdentity::new)
+            .transpose()?;
+        let ca = config
+            .ca_pem
+            .as_deref()
+            .ok_or_else(|| TlsError::Rustls("no CA configured".to_owned()))?;
+        let tls = Arc::new(tls::client_config(ca, identity)?);
+        let (host, port) = split_host_port(&config.url);
+        let server_name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| TlsError::Rustls(format!("server name {host:?}: {e}")))?;
+        let address = format!("{host}:{port}");
+        let mut endpoint = Endpoint::from_shared(format!("http://{address}"))
+            .map_err(|e| TlsError::Rustls(e.to_string()))?
+            .connect_timeout(Duration::from_secs(10));
+        if let Some((time, timeout, while_idle)) = config.keep_alive {
+            endpoint = endpoint
+                .http2_keep_alive_interval(time)
+                .keep_alive_timeout(timeout)
+                .keep_alive_while_idle(while_idle);
+        }
+        let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls));
+            let address = address.clone();
+            let server_name = server_name.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(address).await?;
+                let stream = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+            }
+        }));
+        Ok(Self {
+            channel,
+            token: config.token.as_deref().map(Arc::from),
+        })
+    }
+
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(token) = &self.token
+            && let Ok(value) = format!("Bearer {token}").parse()
+        {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
+    }
+
+    /// Publishes one event.
+    pub async fn publish(&self, event: &CloudEvent) -> Result<(), Status> {
+        let mut client = CloudEventServiceClient::new(self.channel.clone());
+        let request = self.request(PublishRequest {
+            event: Some(grpc_binding::encode(event)),
+        });
+        client.publish(request).await.map(|_| ())
+    }
+
+    /// Keeps a subscription alive until `cancel`: decoded events go to `events`, and after every
+    /// successful (re)subscription `subscribed` receives the subscription ID, the caller's cue
+    /// to resync. A broken stream, an error, or no message (not even a heartbeat) within
+    /// `heartbeat_timeout` leads to a reconnect after a backoff delay. Events that cannot be
+    /// decoded are logged and skipped. Returns when cancelled or when `events` is closed.
+    pub async fn run_subscription(
+        &self,
+        subscription: SubscriptionRequest,
+        events: mpsc::Sender<CloudEvent>,
+        subscribed: mpsc::Sender<String>,
+        options: SubscribeOptions,
+        cancel: CancellationToken,
+    ) {
+        let mut attempt = 0u32;
+        loop {
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => return,
+                outcome = self.subscribe_once(&subscription, &events, &subscribed, options.heartbeat_timeout) => outcome,
+            };
+            match outcome {
+                StreamEnd::ConsumerGone => return,
+                StreamEnd::Broken { reason, received } => {
+                    if received {
+                        attempt = 0;
+                    }
+                    let delay = options.backoff.delay(attempt);
+                    attempt = attempt.saturating_add(1);
+                    tracing::warn!(
+                        cluster = %subscription.cluster_name,
+                        data_type = %subscription.data_type,
+                        %reason,
+                        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                        "subscription lost; reconnecting"
+                    );
+                    tokio::select! {
+                        () = cancel.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn subscribe_once(
+        &self,
+        subscription: &SubscriptionRequest,
+        events: &mpsc::Sender<CloudEvent>,
+        subscribed: &mpsc::Sender<String>,
+        heartbeat_timeout: Option<Duration>,
+    ) -> StreamEnd {
+        let mut client = CloudEventServiceClient::new(self.channel.clone());
+        let response = match client.subscribe(self.request(subscription.clone())).await {
+            Ok(response) => response,
+            Err(status) => return StreamEnd::broken(&status, false),
+        };
+        let Some(id) = response
+            .metadata()
+            .get(SUBSCRIPTION_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return StreamEnd::Broken {
+                reason: "no subscription-id header".to_owned(),
+                received: false,
+            };
+        };
+        if subscribed.send(id.to_owned()).await.is_err() {
+            return StreamEnd::ConsumerGone;
+        }
+        let mut stream = response.into_inner();
+        let mut received = false;
+        loop {
+            let next = match heartbeat_timeout {
+                Some(limit) => match tokio::time::timeout(limit, stream.message()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return StreamEnd::Broken {
+                            reason: format!("no heartbeat for {limit:?}"),
+                            received,
+                        };
+                    }
+                },
+                None => stream.message().await,
+            };
+            let message = match next {
+                Ok(Some(message)) => message,
+                Ok(None) => {
+                    return StreamEnd::Broken {
+                        reason: "stream closed by the broker".to_owned(),
+                        received,
+                    };
+                }
+                Err(status) => return StreamEnd::broken(&status, received),
+            };
+            received = true;
+            if message.r#type == HEARTBEAT_TYPE {
+                continue;
+            }
+            match grpc_binding::decode(message) {
+                Ok(event) => {
+                    if events.send(event).await.is_err() {
+                        return StreamEnd::ConsumerGone;
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(cluster = %subscription.cluster_name, %err, "undecodable event skipped")
+                }
+            }
+        }
+    }
+}
+
+/// How a subscription behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubscribeOptions {
+    pub backoff: Backoff,
+    /// `serverHealthinessTimeout`: reconnect when nothing arrives for this long.
+    pub heartbeat_timeout: Option<Duration>,
+}
+
+enum StreamEnd {
+    ConsumerGone,
+    Broken { reason: String, received: bool },
+}
+
+impl StreamEnd {
+    fn broken(status: &Status, received: bool) -> Self {
+        let reason = match status.code() {
+            Code::Unavailable => format!("broker unavailable: {}", status.message()),
+            code => format!("{code:?}: {}", status.message()),
+        };
+        Self::Broken { reason, received }
+    }
+}
+
+/// `host:port`, `[v6]:port` or a bare host (port 443).
+fn split_host_port(url: &str) -> (String, u16) {
+    let url = url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    if let Some(rest) = url.strip_prefix('[')
+        && let Some((host, port)) = rest.split_once("]:")
+    {
+        return (host.to_owned(), port.parse().unwrap_or(443));
+    }
+    match url.rsplit_once(':') {
+        Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+            (host.to_owned(), port.parse().unwrap_or(443))
+        }
+        _ => (url.to_owned(), 443),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_by_its_factor_up_to_the_cap_with_bounded_jitter() {
+        let backoff = Backoff::default();
+        for (attempt, base) in [(0, 5.0), (1, 25.0), (2, 60.0), (10, 60.0)] {
+            let delay = backoff.delay(attempt).as_secs_f64();
+            assert!(
+                (base..=base * 2.0).contains(&delay),
+                "attempt {attempt}: {delay}"
+            );
+        }
+        let steady = Backoff {
+            jitter: 0.0,
+            ..Backoff::default()
+        };
+        assert_eq!(steady.delay(1), Duration::from_secs(25));
+    }
+
+    #[test]
+    fn urls_split_into_host_and_port() {
+        assert_eq!(
+            split_host_port("hub.example.com:8090"),
+            ("hub.example.com".into(), 8090)
+        );
+        assert_eq!(split_host_port("https://hub:443"), ("hub".into(), 443));
+        assert_eq!(split_host_port("[::1]:8090"), ("::1".into(), 8090));
+        assert_eq!(split_host_port("hub"), ("hub".into(), 443));
+    }
+}
