@@ -582,3 +582,68 @@ async fn missing_heartbeats_make_the_client_reconnect() {
     cancel.cancel();
     running.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_is_dropped_without_delaying_the_others() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let agent = hub.pki.agent("cluster1");
+    // Separate connections, so HTTP/2 flow control couples nothing but the slow stream itself.
+    let mut slow_client = CloudEventServiceClient::new(channel(&hub, Some(&agent)).await);
+    let mut fast_client = CloudEventServiceClient::new(channel(&hub, Some(&agent)).await);
+    let mut slow = slow_client
+        .subscribe(subscription("cluster1"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut fast = fast_client
+        .subscribe(subscription("cluster1"))
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Far more than the slow stream's queue (100) and transport buffers can hold.
+    let events = 400;
+    let payload = vec![b' '; 64 << 10];
+    let reader = tokio::spawn(async move {
+        let mut received = 0;
+        while received < events {
+            let message = fast.message().await.unwrap().unwrap();
+            if message.r#type != HEARTBEAT_TYPE {
+                received += 1;
+            }
+        }
+        received
+    });
+    let mut overflowed = false;
+    for n in 0..events {
+        let event = work_event(WORK_SPEC, Some("cluster1"), &payload);
+        if hub.broker.send(&event).unwrap() < 2 {
+            overflowed = true;
+        }
+        if n % 50 == 0 {
+            tokio::task::yield_now().await;
+        }
+        // Give the fast reader room to keep up; the slow one reads nothing.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(overflowed, "the slow subscriber was never dropped");
+    let received = tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received, events, "the fast subscriber received everything");
+
+    // The slow stream ends with the reason once the client reads what was buffered.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match slow.message().await {
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("the slow stream ended without saying why"),
+                Err(status) => return status,
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(ended.code(), Code::ResourceExhausted, "{ended}");
+}
