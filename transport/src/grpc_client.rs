@@ -66,7 +66,8 @@ pub struct GrpcClient {
 
 impl GrpcClient {
     /// A client for `config`: TLS 1.3 with the configured CA and client certificate, or a bearer
-    /// token. The connection is made on first use and remade whenever it breaks.
+    /// token, through an HTTP CONNECT proxy if one is configured. The connection is made on
+    /// first use and remade whenever it breaks.
     pub fn new(config: &GrpcClientConfig) -> Result<Self, TlsError> {
         let identity = config
             .client_identity
@@ -91,12 +92,17 @@ impl GrpcClient {
                 .keep_alive_timeout(timeout)
                 .keep_alive_while_idle(while_idle);
         }
+        let proxy = config.proxy.clone();
         let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
             let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls));
             let address = address.clone();
             let server_name = server_name.clone();
+            let proxy = proxy.clone();
             async move {
-                let tcp = tokio::net::TcpStream::connect(address).await?;
+                let tcp = match &proxy {
+                    Some(proxy) => crate::http_proxy::connect_via(proxy, &address).await?,
+                    None => tokio::net::TcpStream::connect(address).await?,
+                };
                 let stream = connector.connect(server_name, tcp).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
             }

@@ -120,6 +120,9 @@ pub struct GrpcClientConfig {
     pub keep_alive: Option<(Duration, Duration, bool)>,
     /// Reconnect when no heartbeat arrives for this long.
     pub server_healthiness_timeout: Option<Duration>,
+    /// An HTTP CONNECT proxy to reach the broker through. Not part of OCM's file: Go clients
+    /// take it from `HTTPS_PROXY`, and so do our binaries, which set it here.
+    pub proxy: Option<crate::http_proxy::HttpProxy>,
 }
 
 impl GrpcConfigFile {
@@ -211,6 +214,7 @@ impl GrpcConfigFile {
             token,
             keep_alive,
             server_healthiness_timeout: self.server_healthiness_timeout.map(|d| d.0),
+            proxy: None,
         })
     }
 }

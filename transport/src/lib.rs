@@ -10,7 +10,8 @@
 //! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
 //! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]), the
 //! reconnecting gRPC client ([`grpc_client`]) and OCM's gRPC client configuration file
-//! ([`grpc_config`]). HTTP CONNECT proxies, the MQTT transport and payload codecs follow.
+//! ([`grpc_config`]) and HTTP CONNECT proxies ([`http_proxy`]). The MQTT transport and payload
+//! codecs follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -22,6 +23,7 @@ pub mod event_type;
 pub mod grpc_binding;
 pub mod grpc_client;
 pub mod grpc_config;
+pub mod http_proxy;
 pub mod mqtt_binding;
 pub mod mqtt_topics;
 pub mod resync;

@@ -17,6 +17,7 @@ use ocm_transport::event_type::{DataType, HEARTBEAT_TYPE};
 use ocm_transport::grpc_binding;
 use ocm_transport::grpc_client::{Backoff, GrpcClient, SubscribeOptions};
 use ocm_transport::grpc_config::GrpcClientConfig;
+use ocm_transport::http_proxy::HttpProxy;
 use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -147,7 +148,8 @@ async fn start_hub_with(
     max_message_size: usize,
     port: u16,
 ) -> Hub {
-    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let serving = pki.issue(params, "hub", None);
     let server_tls =
@@ -480,6 +482,7 @@ fn agent_client(hub: &Hub) -> GrpcClient {
         token: None,
         keep_alive: None,
         server_healthiness_timeout: None,
+        proxy: None,
     };
     GrpcClient::new(&config).unwrap()
 }
@@ -646,4 +649,128 @@ async fn a_slow_subscriber_is_dropped_without_delaying_the_others() {
     .await
     .unwrap();
     assert_eq!(ended.code(), Code::ResourceExhausted, "{ended}");
+}
+
+/// A real tinyproxy (Debian package `tinyproxy`, installed by `.ci/run`) on a free port.
+struct Tinyproxy {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Tinyproxy {
+    fn start() -> Self {
+        use std::os::unix::fs::PermissionsExt as _;
+        let binary = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("tinyproxy is required for the proxy tests: apt-get install tinyproxy (.ci/run installs it)");
+        let dir = tempfile::tempdir().unwrap();
+        // tinyproxy drops to `nobody` and must still write its log.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = dir.path().join("tinyproxy.log");
+        let config = dir.path().join("tinyproxy.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nAllow 127.0.0.1\nTimeout 60\nMaxClients 20\nUser nobody\nGroup nogroup\nLogLevel Connect\nLogFile \"{}\"\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(binary)
+            .arg("-d")
+            .arg("-c")
+            .arg(&config)
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "tinyproxy did not start: {:?}",
+                std::fs::read_to_string(&log)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port, dir }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("tinyproxy.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn an_agent_behind_an_http_connect_proxy_subscribes_and_publishes_through_it() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let proxy = Tinyproxy::start();
+    let config = |proxy_port: u16| GrpcClientConfig {
+        url: format!("127.0.0.1:{}", hub.port),
+        ca_pem: Some(hub.pki.ca.pem()),
+        client_identity: Some(hub.pki.agent("cluster1")),
+        token: None,
+        keep_alive: None,
+        server_healthiness_timeout: None,
+        proxy: HttpProxy::parse(&format!("http://127.0.0.1:{proxy_port}")),
+    };
+    let client = GrpcClient::new(&config(proxy.port)).unwrap();
+    let (events_tx, mut events) = tokio::sync::mpsc::channel(16);
+    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn({
+        let (client, cancel) = (client.clone(), cancel.clone());
+        async move {
+            client
+                .run_subscription(
+                    subscription("cluster1"),
+                    events_tx,
+                    subscribed_tx,
+                    quick(None),
+                    cancel,
+                )
+                .await
+        }
+    });
+    next(&mut subscribed, "a subscription through the proxy").await;
+    let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(hub.broker.send(&event).unwrap(), 1);
+    assert_eq!(next(&mut events, "an event through the proxy").await, event);
+    client
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(hub.recorder.0.lock().unwrap().len(), 1);
+    let log = proxy.log();
+    assert!(
+        log.contains(&format!("127.0.0.1:{}", hub.port)),
+        "the proxy carried the tunnel: {log}"
+    );
+    cancel.cancel();
+    running.await.unwrap();
+
+    // With the proxy gone, the same client cannot reach the hub: the proxy really was the way.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stranded = GrpcClient::new(&config(closed_port)).unwrap();
+    let err = stranded
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
 }
