@@ -10,8 +10,8 @@
 //! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
 //! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]), the
 //! reconnecting gRPC client ([`grpc_client`]) and OCM's gRPC client configuration file
-//! ([`grpc_config`]) and HTTP CONNECT proxies ([`http_proxy`]). The MQTT transport and payload
-//! codecs follow.
+//! ([`grpc_config`]), HTTP CONNECT proxies ([`http_proxy`]) and the MQTT v5 transport
+//! ([`mqtt_transport`]). Payload codecs and benchmarks follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -26,6 +26,7 @@ pub mod grpc_config;
 pub mod http_proxy;
 pub mod mqtt_binding;
 pub mod mqtt_topics;
+pub mod mqtt_transport;
 pub mod resync;
 pub mod sequence_id;
 pub mod status_error;

@@ -166,6 +166,17 @@ pub fn client_config(
     Ok(config)
 }
 
+/// A client's TLS for an MQTT broker: as [`client_config`], without ALPN (MQTT over TLS
+/// negotiates none).
+pub fn mqtt_client_config(
+    server_ca: &str,
+    identity: Option<Arc<ReloadableIdentity>>,
+) -> Result<ClientConfig, TlsError> {
+    let mut config = client_config(server_ca, identity)?;
+    config.alpn_protocols.clear();
+    Ok(config)
+}
+
 /// Who a verified client certificate says the caller is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertIdentity {

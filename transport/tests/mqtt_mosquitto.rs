@@ -1,0 +1,358 @@
+//! The MQTT transport against a real Mosquitto (Debian package `mosquitto`, installed by
+//! `.ci/run`) with TLS 1.3 and required client certificates, on 127.0.0.1.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
+use ocm_transport::grpc_client::Backoff;
+use ocm_transport::mqtt_topics::Topics;
+use ocm_transport::mqtt_transport::{self, MqttClient, MqttSettings, Role};
+use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+struct Pki(CertifiedIssuer<'static, KeyPair>);
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "mqtt-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        Self(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
+    }
+
+    fn issue(&self, cn: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> PemIdentity {
+        let mut params = CertificateParams::new(sans).unwrap();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.extended_key_usages = vec![usage];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.0).unwrap();
+        PemIdentity {
+            cert_chain: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// A real Mosquitto on a fixed port, restartable.
+struct Mosquitto {
+    child: std::process::Child,
+    port: u16,
+    dir: PathBuf,
+    _scratch: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    fn start(pki: &Pki) -> Self {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().to_owned();
+        let server = pki.issue(
+            "mosquitto",
+            vec!["127.0.0.1".into(), "localhost".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        std::fs::write(dir.join("ca.pem"), pki.0.pem()).unwrap();
+        std::fs::write(dir.join("server.pem"), &server.cert_chain).unwrap();
+        std::fs::write(dir.join("server.key"), &server.key).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "user root\npersistence false\nlog_dest stderr\nlistener {port} 127.0.0.1\ncafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\nrequire_certificate true\nuse_identity_as_username true\ntls_version tlsv1.3\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("mosquitto.conf"), config).unwrap();
+        let child = Self::spawn(&dir);
+        let mosquitto = Self {
+            child,
+            port,
+            dir,
+            _scratch: scratch,
+        };
+        mosquitto.wait_listening();
+        mosquitto
+    }
+
+    fn spawn(dir: &std::path::Path) -> std::process::Child {
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("mosquitto is required for the MQTT tests: apt-get install mosquitto (.ci/run installs it)");
+        let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
+        std::process::Command::new(binary)
+            .arg("-c")
+            .arg(dir.join("mosquitto.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn wait_listening(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            let log = std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "mosquitto did not start:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        self.child = Self::spawn(&self.dir);
+        self.wait_listening();
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn topics() -> Topics {
+    Topics::new(
+        "sources/hub/clusters/+/sourceevents",
+        "sources/hub/clusters/+/agentevents",
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+fn agent_topics(cluster: &str) -> Topics {
+    Topics::new(
+        &format!("sources/hub/clusters/{cluster}/sourceevents"),
+        &format!("sources/hub/clusters/{cluster}/agentevents"),
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+struct Running {
+    client: MqttClient,
+    events: mpsc::Receiver<CloudEvent>,
+    subscribed: mpsc::Receiver<()>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn start_client(broker: &Mosquitto, pki: &Pki, name: &str, role: Role, topics: Topics) -> Running {
+    let identity = pki.issue(name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
+    let tls = tls::mqtt_client_config(
+        &pki.0.pem(),
+        Some(ReloadableIdentity::new(&identity).unwrap()),
+    )
+    .unwrap();
+    let settings = MqttSettings {
+        host: "127.0.0.1".into(),
+        port: broker.port,
+        client_id: format!("{name}-client"),
+        credentials: None,
+        tls: Some(Arc::new(tls)),
+        keep_alive: Duration::from_secs(60),
+        topics,
+        role,
+        max_packet_size: 512 << 10,
+    };
+    let (client, eventloop) = mqtt_transport::connect(settings).unwrap();
+    let (events_tx, events) = mpsc::channel(16);
+    let (subscribed_tx, subscribed) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    let backoff = Backoff {
+        initial: Duration::from_millis(50),
+        factor: 2.0,
+        cap: Duration::from_millis(500),
+        jitter: 0.5,
+    };
+    tokio::spawn(eventloop.run(events_tx, subscribed_tx, backoff, cancel.clone()));
+    Running {
+        client,
+        events,
+        subscribed,
+        cancel,
+    }
+}
+
+async fn next<T>(receiver: &mut mpsc::Receiver<T>, what: &str) -> T {
+    tokio::time::timeout(Duration::from_secs(10), receiver.recv())
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+        .unwrap()
+}
+
+fn event(event_type: &str, source: &str, cluster: &str, original_source: &str) -> CloudEvent {
+    let mut event = CloudEvent {
+        id: format!("{source}-{cluster}-{event_type}"),
+        source: source.into(),
+        spec_version: SPEC_VERSION.into(),
+        event_type: event_type.into(),
+        time: Some("2025-12-16T06:00:17.771003Z".parse().unwrap()),
+        data_content_type: Some(JSON.into()),
+        data: Some(br#"{"manifests":[]}"#.to_vec()),
+        ..CloudEvent::default()
+    };
+    for (name, value) in [
+        ("clustername", cluster),
+        ("originalsource", original_source),
+        ("resourceid", "uid-1"),
+    ] {
+        event
+            .extensions
+            .insert(name.into(), ExtensionValue::String(value.into()));
+    }
+    event
+        .extensions
+        .insert("resourceversion".into(), ExtensionValue::Integer(2));
+    event
+}
+
+const SPEC: &str = "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request";
+const STATUS: &str =
+    "io.open-cluster-management.works.v1alpha1.manifestbundles.status.update_request";
+
+#[tokio::test]
+async fn spec_reaches_only_its_cluster_and_status_reaches_the_source() {
+    let pki = Pki::new();
+    let broker = Mosquitto::start(&pki);
+    let mut source = start_client(
+        &broker,
+        &pki,
+        "hub",
+        Role::Source {
+            source_id: "hub".into(),
+        },
+        topics(),
+    );
+    let mut cluster1 = start_client(
+        &broker,
+        &pki,
+        "cluster1-work-agent",
+        Role::Agent {
+            cluster: "cluster1".into(),
+        },
+        agent_topics("cluster1"),
+    );
+    let mut cluster2 = start_client(
+        &broker,
+        &pki,
+        "cluster2-work-agent",
+        Role::Agent {
+            cluster: "cluster2".into(),
+        },
+        agent_topics("cluster2"),
+    );
+    for (running, what) in [
+        (&mut source, "source"),
+        (&mut cluster1, "cluster1"),
+        (&mut cluster2, "cluster2"),
+    ] {
+        next(&mut running.subscribed, what).await;
+    }
+
+    let spec = event(SPEC, "hub", "cluster1", "");
+    source.client.publish(&spec).await.unwrap();
+    let received = next(&mut cluster1.events, "the spec event at cluster1").await;
+    assert_eq!(
+        (&received.id, &received.source, &received.event_type),
+        (&spec.id, &spec.source, &spec.event_type)
+    );
+    assert_eq!((received.time, &received.data), (spec.time, &spec.data));
+    // MQTT carries no types: extensions arrive as strings and convert on use.
+    assert_eq!(received.extension_integer("resourceversion"), Some(2));
+    assert_eq!(received.cluster_name(), Some("cluster1"));
+
+    let status = event(STATUS, "cluster1-work-agent", "cluster1", "hub");
+    cluster1.client.publish(&status).await.unwrap();
+    let received = next(&mut source.events, "the status at the source").await;
+    assert_eq!((received.id, received.source), (status.id, status.source));
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        cluster2.events.try_recv().is_err(),
+        "cluster2 received cluster1's event"
+    );
+}
+
+#[tokio::test]
+async fn after_a_broker_restart_the_agent_resubscribes_and_signals_a_resync() {
+    let pki = Pki::new();
+    let mut broker = Mosquitto::start(&pki);
+    let mut source = start_client(
+        &broker,
+        &pki,
+        "hub",
+        Role::Source {
+            source_id: "hub".into(),
+        },
+        topics(),
+    );
+    let mut agent = start_client(
+        &broker,
+        &pki,
+        "cluster1-work-agent",
+        Role::Agent {
+            cluster: "cluster1".into(),
+        },
+        agent_topics("cluster1"),
+    );
+    next(&mut source.subscribed, "source").await;
+    next(&mut agent.subscribed, "agent").await;
+
+    broker.restart();
+    next(&mut agent.subscribed, "the agent's resubscription").await;
+    next(&mut source.subscribed, "the source's resubscription").await;
+    let spec = event(SPEC, "hub", "cluster1", "");
+    source.client.publish(&spec).await.unwrap();
+    assert_eq!(
+        next(&mut agent.events, "a spec event after the restart")
+            .await
+            .id,
+        spec.id
+    );
+}
+
+#[tokio::test]
+async fn a_client_without_certificate_is_refused_by_the_broker() {
+    let pki = Pki::new();
+    let broker = Mosquitto::start(&pki);
+    let tls = tls::mqtt_client_config(&pki.0.pem(), None).unwrap();
+    let mut options = rumqttc::v5::MqttOptions::new("anonymous", "127.0.0.1", broker.port);
+    options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
+        Arc::new(tls),
+    )));
+    let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 4);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), eventloop.poll())
+        .await
+        .unwrap();
+    assert!(
+        outcome.is_err(),
+        "connected without a client certificate: {outcome:?}"
+    );
+}
