@@ -10,8 +10,9 @@
 //! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
 //! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]), the
 //! reconnecting gRPC client ([`grpc_client`]) and OCM's gRPC client configuration file
-//! ([`grpc_config`]), HTTP CONNECT proxies ([`http_proxy`]) and the MQTT v5 transport
-//! ([`mqtt_transport`]). Payload codecs and benchmarks follow.
+//! ([`grpc_config`]), HTTP CONNECT proxies ([`http_proxy`]), the MQTT v5 transport
+//! ([`mqtt_transport`]) and OCM's MQTT configuration file ([`mqtt_config`]). Payload codecs and
+//! benchmarks follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -25,6 +26,7 @@ pub mod grpc_client;
 pub mod grpc_config;
 pub mod http_proxy;
 pub mod mqtt_binding;
+pub mod mqtt_config;
 pub mod mqtt_topics;
 pub mod mqtt_transport;
 pub mod resync;

@@ -1,0 +1,270 @@
+//! OCM's MQTT configuration file (ocm-wire-protocol.md §6):
+//!
+//! ```yaml
+//! brokerHost: broker.example.com:8883
+//! username: …            # optional
+//! password: …
+//! caData: <base64 PEM>   # or caFile
+//! clientCertData: …      # or clientCertFile, with clientKeyData / clientKeyFile
+//! keepAlive: 60          # seconds
+//! pubQoS: 1
+//! subQoS: 1
+//! topics:
+//!   sourceEvents: sources/maestro/consumers/+/sourceevents
+//!   agentEvents: sources/maestro/consumers/+/agentevents
+//!   sourceBroadcast: sources/+/sourcebroadcast   # optional
+//!   agentBroadcast: clusters/+/agentbroadcast    # optional
+//! ```
+//!
+//! As in OCM, TLS is used only when a client certificate and key are configured; a CA with a
+//! username and password alone connects in plain text. Files are read through a function the
+//! caller passes.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+use crate::mqtt_topics::{TopicError, Topics};
+use crate::tls::PemIdentity;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MqttConfigFile {
+    #[serde(default)]
+    pub broker_host: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+    pub ca_data: Option<String>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    pub client_cert_data: Option<String>,
+    pub client_key_data: Option<String>,
+    pub keep_alive: Option<u64>,
+    #[serde(rename = "pubQoS")]
+    pub pub_qos: Option<u8>,
+    #[serde(rename = "subQoS")]
+    pub sub_qos: Option<u8>,
+    pub topics: Option<TopicsFile>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicsFile {
+    #[serde(default)]
+    pub source_events: String,
+    #[serde(default)]
+    pub agent_events: String,
+    pub source_broadcast: Option<String>,
+    pub agent_broadcast: Option<String>,
+}
+
+/// A usable MQTT configuration.
+#[derive(Debug, Clone)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub credentials: Option<(String, String)>,
+    /// CA and client identity, when TLS is to be used.
+    pub tls: Option<(Option<String>, PemIdentity)>,
+    pub keep_alive: Duration,
+    pub topics: Topics,
+}
+
+impl MqttConfigFile {
+    pub fn from_yaml(text: &str) -> Result<Self, MqttConfigError> {
+        serde_saphyr::from_str(text).map_err(|e| MqttConfigError::Yaml(e.to_string()))
+    }
+
+    pub fn resolve(
+        self,
+        read: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<MqttConfig, MqttConfigError> {
+        let (host, port) = self
+            .broker_host
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.to_owned(), port.parse().ok()?)))
+            .filter(|(host, _)| !host.is_empty())
+            .ok_or_else(|| MqttConfigError::BrokerHost(self.broker_host.clone()))?;
+        for (key, qos) in [("pubQoS", self.pub_qos), ("subQoS", self.sub_qos)] {
+            // The transport publishes and subscribes with QoS 1, OCM's default; QoS 0 would lose
+            // events between resyncs and QoS 2 buys nothing over idempotent handlers.
+            if qos.is_some_and(|q| q != 1) {
+                return Err(MqttConfigError::Unsupported(key));
+            }
+        }
+        let load = |data: Option<String>,
+                    file: Option<PathBuf>,
+                    what: &'static str|
+         -> Result<Option<String>, MqttConfigError> {
+            match (data, file) {
+                (Some(data), _) => {
+                    let bytes =
+                        STANDARD
+                            .decode(data.trim())
+                            .map_err(|e| MqttConfigError::Base64 {
+                                what,
+                                detail: e.to_string(),
+                            })?;
+                    String::from_utf8(bytes)
+                        .map(Some)
+                        .map_err(|_| MqttConfigError::Base64 {
+                            what,
+                            detail: "not UTF-8".into(),
+                        })
+                }
+                (None, Some(path)) => read(&path).map(Some).map_err(|e| MqttConfigError::File {
+                    what,
+                    path,
+                    detail: e.to_string(),
+                }),
+                (None, None) => Ok(None),
+            }
+        };
+        let ca = load(self.ca_data, self.ca_file, "caData/caFile")?;
+        let cert = load(
+            self.client_cert_data,
+            self.client_cert_file,
+            "clientCertData/clientCertFile",
+        )?;
+        let key = load(
+            self.client_key_data,
+            self.client_key_file,
+            "clientKeyData/clientKeyFile",
+        )?;
+        let tls = match (cert, key) {
+            (Some(cert_chain), Some(key)) => Some((ca, PemIdentity { cert_chain, key })),
+            (None, None) => None,
+            _ => return Err(MqttConfigError::HalfIdentity),
+        };
+        let credentials = match (self.username, self.password) {
+            (Some(user), password) => Some((user, password.unwrap_or_default())),
+            (None, _) => None,
+        };
+        let topics_file = self.topics.ok_or(MqttConfigError::Missing("topics"))?;
+        let topics = Topics::new(
+            &topics_file.source_events,
+            &topics_file.agent_events,
+            topics_file.source_broadcast.as_deref(),
+            topics_file.agent_broadcast.as_deref(),
+        )?;
+        Ok(MqttConfig {
+            host,
+            port,
+            credentials,
+            tls,
+            keep_alive: Duration::from_secs(self.keep_alive.unwrap_or(60)),
+            topics,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MqttConfigError {
+    #[error("MQTT config is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("MQTT config brokerHost {0:?} is not host:port")]
+    BrokerHost(String),
+    #[error("MQTT config has no {0}")]
+    Missing(&'static str),
+    #[error("MQTT config {0} other than 1 is not supported")]
+    Unsupported(&'static str),
+    #[error("MQTT config {what} is not base64: {detail}")]
+    Base64 { what: &'static str, detail: String },
+    #[error("MQTT config {what}: cannot read {}: {detail}", path.display())]
+    File {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "MQTT config has a client certificate without its key, or a key without its certificate"
+    )]
+    HalfIdentity,
+    #[error(transparent)]
+    Topics(#[from] TopicError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_files(path: &Path) -> std::io::Result<String> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} not found", path.display()),
+        ))
+    }
+
+    const TOPICS: &str = "topics:\n  sourceEvents: sources/maestro/consumers/+/sourceevents\n  agentEvents: sources/maestro/consumers/+/agentevents\n";
+
+    #[test]
+    fn maestro_style_config_resolves_with_tls_from_files() {
+        let yaml = format!(
+            "brokerHost: broker.example.com:8883\ncaFile: /ca\nclientCertFile: /crt\nclientKeyFile: /key\nkeepAlive: 30\npubQoS: 1\n{TOPICS}"
+        );
+        let read = |p: &Path| Ok(format!("pem {}", p.display()));
+        let config = MqttConfigFile::from_yaml(&yaml)
+            .unwrap()
+            .resolve(read)
+            .unwrap();
+        assert_eq!(
+            (config.host.as_str(), config.port),
+            ("broker.example.com", 8883)
+        );
+        assert_eq!(config.keep_alive, Duration::from_secs(30));
+        let (ca, identity) = config.tls.unwrap();
+        assert_eq!(
+            (ca.as_deref(), identity.cert_chain.as_str()),
+            (Some("pem /ca"), "pem /crt")
+        );
+        assert_eq!(
+            config.topics.agent_subscriptions("c1")[0],
+            "sources/maestro/consumers/c1/sourceevents"
+        );
+    }
+
+    #[test]
+    fn credentials_without_client_certificate_mean_plain_text_as_in_ocm() {
+        let yaml = format!("brokerHost: b:1883\nusername: u\npassword: p\ncaData: eA==\n{TOPICS}");
+        let config = MqttConfigFile::from_yaml(&yaml)
+            .unwrap()
+            .resolve(no_files)
+            .unwrap();
+        assert!(config.tls.is_none());
+        assert_eq!(config.credentials, Some(("u".into(), "p".into())));
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_reason() {
+        let cases = [
+            (
+                format!("broker: b:1\n{TOPICS}"),
+                "brokerHost \"\" is not host:port",
+            ),
+            (format!("brokerHost: b\n{TOPICS}"), "is not host:port"),
+            ("brokerHost: b:1\n".to_owned(), "no topics"),
+            (
+                format!("brokerHost: b:1\nsubQoS: 0\n{TOPICS}"),
+                "subQoS other than 1",
+            ),
+            (
+                format!("brokerHost: b:1\nclientCertData: eA==\n{TOPICS}"),
+                "without its key",
+            ),
+            (
+                "brokerHost: b:1\ntopics:\n  sourceEvents: x\n  agentEvents: y\n".to_owned(),
+                "does not match OCM's layout",
+            ),
+        ];
+        for (yaml, reason) in cases {
+            let err = MqttConfigFile::from_yaml(&yaml)
+                .and_then(|f| f.resolve(no_files))
+                .unwrap_err();
+            assert!(err.to_string().contains(reason), "{yaml:?}: {err}");
+        }
+    }
+}
