@@ -11,8 +11,9 @@
 //! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]), the
 //! reconnecting gRPC client ([`grpc_client`]) and OCM's gRPC client configuration file
 //! ([`grpc_config`]), HTTP CONNECT proxies ([`http_proxy`]), the MQTT v5 transport
-//! ([`mqtt_transport`]) and OCM's MQTT configuration file ([`mqtt_config`]). Payload codecs and
-//! benchmarks follow.
+//! ([`mqtt_transport`]), OCM's MQTT configuration file ([`mqtt_config`]) and the manifestbundle
+//! payload envelopes ([`payload`]). Typed work payloads (with the work API) and benchmarks
+//! follow.
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -29,6 +30,7 @@ pub mod mqtt_binding;
 pub mod mqtt_config;
 pub mod mqtt_topics;
 pub mod mqtt_transport;
+pub mod payload;
 pub mod resync;
 pub mod sequence_id;
 pub mod status_error;
