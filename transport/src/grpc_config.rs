@@ -16,10 +16,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
+use crate::pem_source::{PemSourceError, TlsFiles};
 use crate::tls::PemIdentity;
 
 /// The file as written, before referenced files are read.
@@ -28,12 +27,8 @@ use crate::tls::PemIdentity;
 pub struct GrpcConfigFile {
     #[serde(default)]
     pub url: String,
-    pub ca_file: Option<PathBuf>,
-    pub ca_data: Option<String>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-    pub client_cert_data: Option<String>,
-    pub client_key_data: Option<String>,
+    #[serde(flatten)]
+    pub tls: TlsFiles,
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub keep_alive_config: Option<KeepAliveFile>,
@@ -138,55 +133,12 @@ impl GrpcConfigFile {
         if self.url.is_empty() {
             return Err(GrpcConfigError::Missing("url"));
         }
-        let load = |data: Option<String>,
-                    file: Option<PathBuf>,
-                    what: &'static str|
-         -> Result<Option<String>, GrpcConfigError> {
-            match (data, file) {
-                (Some(data), _) => {
-                    let bytes =
-                        STANDARD
-                            .decode(data.trim())
-                            .map_err(|e| GrpcConfigError::Base64 {
-                                what,
-                                detail: e.to_string(),
-                            })?;
-                    String::from_utf8(bytes)
-                        .map(Some)
-                        .map_err(|_| GrpcConfigError::Base64 {
-                            what,
-                            detail: "not UTF-8".into(),
-                        })
-                }
-                (None, Some(path)) => read(&path).map(Some).map_err(|e| GrpcConfigError::File {
-                    what,
-                    path,
-                    detail: e.to_string(),
-                }),
-                (None, None) => Ok(None),
-            }
-        };
-        let ca_pem = load(self.ca_data, self.ca_file, "caData/caFile")?;
-        let cert = load(
-            self.client_cert_data,
-            self.client_cert_file,
-            "clientCertData/clientCertFile",
-        )?;
-        let key = load(
-            self.client_key_data,
-            self.client_key_file,
-            "clientKeyData/clientKeyFile",
-        )?;
-        let client_identity = match (cert, key) {
-            (Some(cert_chain), Some(key)) => Some(PemIdentity { cert_chain, key }),
-            (None, None) => None,
-            _ => return Err(GrpcConfigError::HalfIdentity),
-        };
+        let (ca_pem, client_identity) = self.tls.resolve(&read)?;
         let token = match (self.token, self.token_file) {
             (Some(token), _) => Some(token),
             (None, Some(path)) => Some(
                 read(&path)
-                    .map_err(|e| GrpcConfigError::File {
+                    .map_err(|e| PemSourceError::File {
                         what: "tokenFile",
                         path,
                         detail: e.to_string(),
@@ -225,18 +177,8 @@ pub enum GrpcConfigError {
     Yaml(String),
     #[error("gRPC config has no {0}")]
     Missing(&'static str),
-    #[error("gRPC config {what} is not base64: {detail}")]
-    Base64 { what: &'static str, detail: String },
-    #[error("gRPC config {what}: cannot read {}: {detail}", path.display())]
-    File {
-        what: &'static str,
-        path: PathBuf,
-        detail: String,
-    },
-    #[error(
-        "gRPC config has a client certificate without its key, or a key without its certificate"
-    )]
-    HalfIdentity,
+    #[error("gRPC config: {0}")]
+    Source(#[from] PemSourceError),
     #[error("gRPC config has a token but no CA (caData or caFile); a token is only sent over TLS")]
     TokenWithoutCa,
 }
@@ -254,7 +196,9 @@ mod tests {
 
     #[test]
     fn bootstrap_config_with_inline_ca_and_token_resolves() {
-        let ca = STANDARD.encode("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+        use base64::Engine as _;
+        let ca = base64::engine::general_purpose::STANDARD
+            .encode("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
         let yaml = format!(
             "url: hub.example.com:8090\ncaData: {ca}\ntoken: abc.def\nkeepAliveConfig:\n  enable: true\n  time: 1m30s\nserverHealthinessTimeout: 40s\n"
         );

@@ -20,14 +20,13 @@
 //! username and password alone connects in plain text. Files are read through a function the
 //! caller passes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 use crate::mqtt_topics::{TopicError, Topics};
+use crate::pem_source::{PemSourceError, TlsFiles};
 use crate::tls::PemIdentity;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -37,12 +36,8 @@ pub struct MqttConfigFile {
     pub broker_host: String,
     pub username: Option<String>,
     pub password: Option<String>,
-    pub ca_file: Option<PathBuf>,
-    pub ca_data: Option<String>,
-    pub client_cert_file: Option<PathBuf>,
-    pub client_key_file: Option<PathBuf>,
-    pub client_cert_data: Option<String>,
-    pub client_key_data: Option<String>,
+    #[serde(flatten)]
+    pub tls: TlsFiles,
     pub keep_alive: Option<u64>,
     #[serde(rename = "pubQoS")]
     pub pub_qos: Option<u8>,
@@ -96,50 +91,8 @@ impl MqttConfigFile {
                 return Err(MqttConfigError::Unsupported(key));
             }
         }
-        let load = |data: Option<String>,
-                    file: Option<PathBuf>,
-                    what: &'static str|
-         -> Result<Option<String>, MqttConfigError> {
-            match (data, file) {
-                (Some(data), _) => {
-                    let bytes =
-                        STANDARD
-                            .decode(data.trim())
-                            .map_err(|e| MqttConfigError::Base64 {
-                                what,
-                                detail: e.to_string(),
-                            })?;
-                    String::from_utf8(bytes)
-                        .map(Some)
-                        .map_err(|_| MqttConfigError::Base64 {
-                            what,
-                            detail: "not UTF-8".into(),
-                        })
-                }
-                (None, Some(path)) => read(&path).map(Some).map_err(|e| MqttConfigError::File {
-                    what,
-                    path,
-                    detail: e.to_string(),
-                }),
-                (None, None) => Ok(None),
-            }
-        };
-        let ca = load(self.ca_data, self.ca_file, "caData/caFile")?;
-        let cert = load(
-            self.client_cert_data,
-            self.client_cert_file,
-            "clientCertData/clientCertFile",
-        )?;
-        let key = load(
-            self.client_key_data,
-            self.client_key_file,
-            "clientKeyData/clientKeyFile",
-        )?;
-        let tls = match (cert, key) {
-            (Some(cert_chain), Some(key)) => Some((ca, PemIdentity { cert_chain, key })),
-            (None, None) => None,
-            _ => return Err(MqttConfigError::HalfIdentity),
-        };
+        let (ca, identity) = self.tls.resolve(&read)?;
+        let tls = identity.map(|identity| (ca, identity));
         let credentials = match (self.username, self.password) {
             (Some(user), password) => Some((user, password.unwrap_or_default())),
             (None, _) => None,
@@ -172,18 +125,8 @@ pub enum MqttConfigError {
     Missing(&'static str),
     #[error("MQTT config {0} other than 1 is not supported")]
     Unsupported(&'static str),
-    #[error("MQTT config {what} is not base64: {detail}")]
-    Base64 { what: &'static str, detail: String },
-    #[error("MQTT config {what}: cannot read {}: {detail}", path.display())]
-    File {
-        what: &'static str,
-        path: PathBuf,
-        detail: String,
-    },
-    #[error(
-        "MQTT config has a client certificate without its key, or a key without its certificate"
-    )]
-    HalfIdentity,
+    #[error("MQTT config: {0}")]
+    Source(#[from] PemSourceError),
     #[error(transparent)]
     Topics(#[from] TopicError),
 }

@@ -500,6 +500,45 @@ fn quick(heartbeat_timeout: Option<Duration>) -> SubscribeOptions {
     }
 }
 
+/// A subscription kept alive by our client on its own task.
+struct Running {
+    events: tokio::sync::mpsc::Receiver<CloudEvent>,
+    subscribed: tokio::sync::mpsc::Receiver<String>,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(client: &GrpcClient, options: SubscribeOptions) -> Self {
+        let (events_tx, events) = tokio::sync::mpsc::channel(16);
+        let (subscribed_tx, subscribed) = tokio::sync::mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let (client, token) = (client.clone(), cancel.clone());
+        let task = tokio::spawn(async move {
+            client
+                .run_subscription(
+                    subscription("cluster1"),
+                    events_tx,
+                    subscribed_tx,
+                    options,
+                    token,
+                )
+                .await;
+        });
+        Self {
+            events,
+            subscribed,
+            cancel,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 async fn next<T>(receiver: &mut tokio::sync::mpsc::Receiver<T>, what: &str) -> T {
     tokio::time::timeout(Duration::from_secs(10), receiver.recv())
         .await
@@ -512,44 +551,34 @@ async fn the_client_resubscribes_after_a_broker_restart_and_signals_a_resync() {
     let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
     let (pki, port) = (Arc::clone(&hub.pki), hub.port);
     let client = agent_client(&hub);
-    let (events_tx, mut events) = tokio::sync::mpsc::channel(16);
-    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(16);
-    let cancel = CancellationToken::new();
-    let running = tokio::spawn({
-        let (client, cancel) = (client.clone(), cancel.clone());
-        async move {
-            client
-                .run_subscription(
-                    subscription("cluster1"),
-                    events_tx,
-                    subscribed_tx,
-                    quick(None),
-                    cancel,
-                )
-                .await
-        }
-    });
+    let mut running = Running::start(&client, quick(None));
 
-    let first = next(&mut subscribed, "the first subscription").await;
+    let first = next(&mut running.subscribed, "the first subscription").await;
     let before = work_event(WORK_SPEC, Some("cluster1"), b"{}");
     assert_eq!(hub.broker.send(&before).unwrap(), 1);
-    assert_eq!(next(&mut events, "an event").await, before);
+    assert_eq!(next(&mut running.events, "an event").await, before);
 
     hub.stop().await;
     let restarted = start_hub_with(pki, Duration::from_secs(10), 4 << 20, port).await;
-    let second = next(&mut subscribed, "a new subscription after the restart").await;
+    let second = next(
+        &mut running.subscribed,
+        "a new subscription after the restart",
+    )
+    .await;
     assert_ne!(first, second);
     let after = work_event(WORK_SPEC, Some("cluster1"), br#"{"manifests":[]}"#);
     assert_eq!(restarted.broker.send(&after).unwrap(), 1);
-    assert_eq!(next(&mut events, "an event after the restart").await, after);
+    assert_eq!(
+        next(&mut running.events, "an event after the restart").await,
+        after
+    );
 
     client
         .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
         .await
         .unwrap();
     assert_eq!(restarted.recorder.0.lock().unwrap().len(), 1);
-    cancel.cancel();
-    running.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -557,33 +586,15 @@ async fn missing_heartbeats_make_the_client_reconnect() {
     // The broker's heartbeat is far slower than the client's patience.
     let hub = start_hub(Duration::from_secs(60), 4 << 20).await;
     let client = agent_client(&hub);
-    let (events_tx, _events) = tokio::sync::mpsc::channel(16);
-    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(16);
-    let cancel = CancellationToken::new();
-    let options = quick(Some(Duration::from_millis(300)));
-    let running = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            client
-                .run_subscription(
-                    subscription("cluster1"),
-                    events_tx,
-                    subscribed_tx,
-                    options,
-                    cancel,
-                )
-                .await
-        }
-    });
-    let first = next(&mut subscribed, "the first subscription").await;
+    let mut running = Running::start(&client, quick(Some(Duration::from_millis(300))));
+    let first = next(&mut running.subscribed, "the first subscription").await;
     let second = next(
-        &mut subscribed,
+        &mut running.subscribed,
         "a resubscription after the heartbeat timeout",
     )
     .await;
     assert_ne!(first, second);
-    cancel.cancel();
-    running.await.unwrap();
+    running.stop().await;
 }
 
 #[tokio::test]
@@ -727,27 +738,14 @@ async fn an_agent_behind_an_http_connect_proxy_subscribes_and_publishes_through_
         proxy: HttpProxy::parse(&format!("http://127.0.0.1:{proxy_port}")),
     };
     let client = GrpcClient::new(&config(proxy.port)).unwrap();
-    let (events_tx, mut events) = tokio::sync::mpsc::channel(16);
-    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(16);
-    let cancel = CancellationToken::new();
-    let running = tokio::spawn({
-        let (client, cancel) = (client.clone(), cancel.clone());
-        async move {
-            client
-                .run_subscription(
-                    subscription("cluster1"),
-                    events_tx,
-                    subscribed_tx,
-                    quick(None),
-                    cancel,
-                )
-                .await
-        }
-    });
-    next(&mut subscribed, "a subscription through the proxy").await;
+    let mut running = Running::start(&client, quick(None));
+    next(&mut running.subscribed, "a subscription through the proxy").await;
     let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
     assert_eq!(hub.broker.send(&event).unwrap(), 1);
-    assert_eq!(next(&mut events, "an event through the proxy").await, event);
+    assert_eq!(
+        next(&mut running.events, "an event through the proxy").await,
+        event
+    );
     client
         .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
         .await
@@ -758,8 +756,7 @@ async fn an_agent_behind_an_http_connect_proxy_subscribes_and_publishes_through_
         log.contains(&format!("127.0.0.1:{}", hub.port)),
         "the proxy carried the tunnel: {log}"
     );
-    cancel.cancel();
-    running.await.unwrap();
+    running.stop().await;
 
     // With the proxy gone, the same client cannot reach the hub: the proxy really was the way.
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
