@@ -18,6 +18,7 @@ use crate::event::CloudEvent;
 use crate::event_type::HEARTBEAT_TYPE;
 use crate::grpc_binding;
 use crate::grpc_config::GrpcClientConfig;
+use crate::rate_limit::RateLimiter;
 use crate::tls::{self, ReloadableIdentity, TlsError};
 
 /// Reconnect timing: `initial × factor^n`, capped, each delay stretched by up to `jitter × 100 %`
@@ -62,6 +63,8 @@ impl Backoff {
 pub struct GrpcClient {
     channel: Channel,
     token: Option<Arc<str>>,
+    /// Shared by clones: the limit is per connection, as OCM's.
+    publish_limit: Arc<RateLimiter>,
 }
 
 impl GrpcClient {
@@ -110,6 +113,7 @@ impl GrpcClient {
         Ok(Self {
             channel,
             token: config.token.as_deref().map(Arc::from),
+            publish_limit: Arc::new(RateLimiter::ocm_default()),
         })
     }
 
@@ -123,8 +127,9 @@ impl GrpcClient {
         request
     }
 
-    /// Publishes one event.
+    /// Publishes one event, at most 50 a second after a burst of 100 (OCM's client limit).
     pub async fn publish(&self, event: &CloudEvent) -> Result<(), Status> {
+        self.publish_limit.acquire().await;
         let mut client = CloudEventServiceClient::new(self.channel.clone());
         let request = self.request(PublishRequest {
             event: Some(grpc_binding::encode(event)),
