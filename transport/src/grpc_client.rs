@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use arc_swap::ArcSwap;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -19,7 +20,7 @@ use crate::event_type::HEARTBEAT_TYPE;
 use crate::grpc_binding;
 use crate::grpc_config::GrpcClientConfig;
 use crate::rate_limit::RateLimiter;
-use crate::tls::{self, ReloadableIdentity, TlsError};
+use crate::tls::{self, PemIdentity, ReloadableIdentity, TlsError};
 
 /// Reconnect timing: `initial × factor^n`, capped, each delay stretched by up to `jitter × 100 %`
 /// at random so a broker restart does not bring every agent back in the same instant.
@@ -58,13 +59,28 @@ impl Backoff {
     }
 }
 
-/// A connection to a broker.
-#[derive(Debug, Clone)]
+/// A connection to a broker. Clones share the connection, the rate limit and rotations.
+#[derive(Clone)]
 pub struct GrpcClient {
-    channel: Channel,
+    /// Replaced on certificate rotation, so the next handshake presents the new certificate.
+    channel: Arc<ArcSwap<Channel>>,
+    make_channel: Arc<dyn Fn() -> Channel + Send + Sync>,
+    identity: Option<Arc<ReloadableIdentity>>,
+    /// Bumped on every rotation; open subscriptions end and resubscribe on the new connection.
+    rotations: Arc<watch::Sender<u64>>,
     token: Option<Arc<str>>,
-    /// Shared by clones: the limit is per connection, as OCM's.
+    /// The limit is per connection, as OCM's.
     publish_limit: Arc<RateLimiter>,
+}
+
+impl std::fmt::Debug for GrpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClient")
+            .field("client_certificate", &self.identity.is_some())
+            .field("token", &self.token.is_some())
+            .field("rotations", &*self.rotations.borrow())
+            .finish_non_exhaustive()
+    }
 }
 
 impl GrpcClient {
@@ -81,7 +97,7 @@ impl GrpcClient {
             .ca_pem
             .as_deref()
             .ok_or_else(|| TlsError::Rustls("no CA configured".to_owned()))?;
-        let tls = Arc::new(tls::client_config(ca, identity)?);
+        let tls = Arc::new(tls::client_config(ca, identity.clone())?);
         let (host, port) = split_host_port(&config.url);
         let server_name = rustls::pki_types::ServerName::try_from(host.clone())
             .map_err(|e| TlsError::Rustls(format!("server name {host:?}: {e}")))?;
@@ -96,25 +112,48 @@ impl GrpcClient {
                 .keep_alive_while_idle(while_idle);
         }
         let proxy = config.proxy.clone();
-        let channel = endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
-            let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls));
-            let address = address.clone();
-            let server_name = server_name.clone();
-            let proxy = proxy.clone();
-            async move {
-                let tcp = match &proxy {
-                    Some(proxy) => crate::http_proxy::connect_via(proxy, &address).await?,
-                    None => tokio::net::TcpStream::connect(address).await?,
-                };
-                let stream = connector.connect(server_name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
-            }
-        }));
+        let make_channel = move || {
+            let (tls, address, server_name, proxy) = (
+                Arc::clone(&tls),
+                address.clone(),
+                server_name.clone(),
+                proxy.clone(),
+            );
+            endpoint.connect_with_connector_lazy(tower::service_fn(move |_| {
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(&tls));
+                let (address, server_name, proxy) =
+                    (address.clone(), server_name.clone(), proxy.clone());
+                async move {
+                    let tcp = match &proxy {
+                        Some(proxy) => crate::http_proxy::connect_via(proxy, &address).await?,
+                        None => tokio::net::TcpStream::connect(address).await?,
+                    };
+                    let stream = connector.connect(server_name, tcp).await?;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            }))
+        };
         Ok(Self {
-            channel,
+            channel: Arc::new(ArcSwap::from_pointee(make_channel())),
+            make_channel: Arc::new(make_channel),
+            identity,
+            rotations: Arc::new(watch::channel(0).0),
             token: config.token.as_deref().map(Arc::from),
             publish_limit: Arc::new(RateLimiter::ocm_default()),
         })
+    }
+
+    /// Switches to a new client certificate (a renewal): new connections present it at once,
+    /// and every open subscription resubscribes on a new connection (then resyncs), since a TLS
+    /// session keeps the certificate it was opened with.
+    pub fn rotate_certificate(&self, identity: &PemIdentity) -> Result<(), TlsError> {
+        let current = self.identity.as_ref().ok_or_else(|| {
+            TlsError::Rustls("this client has no client certificate to rotate".to_owned())
+        })?;
+        current.reload(identity)?;
+        self.channel.store(Arc::new((self.make_channel)()));
+        self.rotations.send_modify(|generation| *generation += 1);
+        Ok(())
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -130,7 +169,7 @@ impl GrpcClient {
     /// Publishes one event, at most 50 a second after a burst of 100 (OCM's client limit).
     pub async fn publish(&self, event: &CloudEvent) -> Result<(), Status> {
         self.publish_limit.acquire().await;
-        let mut client = CloudEventServiceClient::new(self.channel.clone());
+        let mut client = CloudEventServiceClient::new((*self.channel.load_full()).clone());
         let request = self.request(PublishRequest {
             event: Some(grpc_binding::encode(event)),
         });
@@ -158,6 +197,10 @@ impl GrpcClient {
             };
             match outcome {
                 StreamEnd::ConsumerGone => return,
+                StreamEnd::Rotated => {
+                    attempt = 0;
+                    tracing::info!(cluster = %subscription.cluster_name, "client certificate rotated; resubscribing");
+                }
                 StreamEnd::Broken { reason, received } => {
                     if received {
                         attempt = 0;
@@ -187,7 +230,8 @@ impl GrpcClient {
         subscribed: &mpsc::Sender<String>,
         heartbeat_timeout: Option<Duration>,
     ) -> StreamEnd {
-        let mut client = CloudEventServiceClient::new(self.channel.clone());
+        let mut rotated = self.rotations.subscribe();
+        let mut client = CloudEventServiceClient::new((*self.channel.load_full()).clone());
         let response = match client.subscribe(self.request(subscription.clone())).await {
             Ok(response) => response,
             Err(status) => return StreamEnd::broken(&status, false),
@@ -208,17 +252,22 @@ impl GrpcClient {
         let mut stream = response.into_inner();
         let mut received = false;
         loop {
-            let next = match heartbeat_timeout {
-                Some(limit) => match tokio::time::timeout(limit, stream.message()).await {
+            let message = async {
+                match heartbeat_timeout {
+                    Some(limit) => tokio::time::timeout(limit, stream.message())
+                        .await
+                        .map_err(|_| limit),
+                    None => Ok(stream.message().await),
+                }
+            };
+            let next = tokio::select! {
+                _ = rotated.changed() => return StreamEnd::Rotated,
+                next = message => match next {
                     Ok(next) => next,
-                    Err(_) => {
-                        return StreamEnd::Broken {
-                            reason: format!("no heartbeat for {limit:?}"),
-                            received,
-                        };
+                    Err(limit) => {
+                        return StreamEnd::Broken { reason: format!("no heartbeat for {limit:?}"), received };
                     }
                 },
-                None => stream.message().await,
             };
             let message = match next {
                 Ok(Some(message)) => message,
@@ -258,7 +307,12 @@ pub struct SubscribeOptions {
 
 enum StreamEnd {
     ConsumerGone,
-    Broken { reason: String, received: bool },
+    /// The client certificate changed: resubscribe at once on the new connection.
+    Rotated,
+    Broken {
+        reason: String,
+        received: bool,
+    },
 }
 
 impl StreamEnd {

@@ -148,7 +148,8 @@ pub fn server_config(
     Ok(config)
 }
 
-/// A client's TLS: TLS 1.3, ALPN h2, trusting `server_ca`, presenting `identity` if given.
+/// A client's TLS: TLS 1.3, ALPN h2, trusting `server_ca`, presenting `identity` if given, no
+/// session resumption (so a rotated certificate is presented on the very next connection).
 pub fn client_config(
     server_ca: &str,
     identity: Option<Arc<ReloadableIdentity>>,
@@ -163,6 +164,10 @@ pub fn client_config(
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    // A resumed TLS 1.3 session keeps the client identity it was first opened with, so after a
+    // certificate rotation the broker would still see the old certificate. Reconnects are rare;
+    // always do the full handshake.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(config)
 }
 

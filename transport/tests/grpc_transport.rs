@@ -63,9 +63,13 @@ impl Pki {
     }
 
     fn agent(&self, cluster: &str) -> PemIdentity {
+        self.agent_named(cluster, "agent")
+    }
+
+    fn agent_named(&self, cluster: &str, agent: &str) -> PemIdentity {
         let mut params = CertificateParams::default();
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cn = format!("system:open-cluster-management:{cluster}:agent");
+        let cn = format!("system:open-cluster-management:{cluster}:{agent}");
         self.issue(
             params,
             &cn,
@@ -770,4 +774,66 @@ async fn an_agent_behind_an_http_connect_proxy_subscribes_and_publishes_through_
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err}");
+}
+
+#[tokio::test]
+async fn a_rotated_client_certificate_resubscribes_and_is_presented_from_then_on() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let client = agent_client(&hub);
+    let mut running = Running::start(&client, quick(None));
+    let first = next(&mut running.subscribed, "the first subscription").await;
+    client
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap();
+
+    client
+        .rotate_certificate(&hub.pki.agent_named("cluster1", "renewed"))
+        .unwrap();
+    let second = next(
+        &mut running.subscribed,
+        "a resubscription after the rotation",
+    )
+    .await;
+    assert_ne!(first, second);
+    client
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap();
+    let users: Vec<String> = hub
+        .recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(user, _)| user.clone())
+        .collect();
+    assert_eq!(
+        users,
+        [
+            "system:open-cluster-management:cluster1:agent",
+            "system:open-cluster-management:cluster1:renewed"
+        ]
+    );
+
+    let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(
+        hub.broker.send(&event).unwrap(),
+        1,
+        "only the new subscription is left"
+    );
+    assert_eq!(
+        next(&mut running.events, "an event on the new subscription").await,
+        event
+    );
+
+    let broken = PemIdentity {
+        cert_chain: "garbage".into(),
+        key: String::new(),
+    };
+    assert!(
+        client.rotate_certificate(&broken).is_err(),
+        "a broken certificate is refused"
+    );
+    running.stop().await;
 }
