@@ -257,61 +257,52 @@ impl ocm_proto::CloudEventService for Broker {
 }
 
 /// Queued events interleaved with heartbeats; ends with `ResourceExhausted` if the subscriber
-/// fell behind. Dropping it (the client went away) removes the subscription.
+/// fell behind. Dropping it (the client went away) removes the subscription. A plain state
+/// machine over the queue — no task or extra channel per subscriber, since idle subscribers are
+/// what a hub holds by the thousand.
 fn subscriber_stream(
     broker: Broker,
-    mut subscription: crate::subscriptions::Subscription<Arc<ProtoEvent>>,
+    subscription: crate::subscriptions::Subscription<Arc<ProtoEvent>>,
     heartbeat_interval: Duration,
 ) -> impl Stream<Item = Result<ProtoEvent, Status>> + Send {
-    struct Unsubscribe(Broker, crate::subscriptions::SubscriptionId);
-    impl Drop for Unsubscribe {
+    struct State {
+        subscription: crate::subscriptions::Subscription<Arc<ProtoEvent>>,
+        heartbeat: tokio::time::Interval,
+        broker: Broker,
+        ended: bool,
+    }
+    impl Drop for State {
         fn drop(&mut self) {
-            self.0.inner.subscriptions.unsubscribe(self.1);
+            self.broker
+                .inner
+                .subscriptions
+                .unsubscribe(self.subscription.id);
         }
     }
-    let guard = Unsubscribe(broker, subscription.id);
-    async_stream(move |yield_| async move {
-        let _guard = guard;
-        let mut heartbeat = tokio::time::interval_at(
-            tokio::time::Instant::now() + heartbeat_interval,
-            heartbeat_interval,
-        );
-        loop {
-            tokio::select! {
-                // The client went away: stop, and let the guard unsubscribe.
-                () = yield_.0.closed() => return,
-                event = subscription.events.recv() => match event {
-                    Some(event) => yield_.send(Ok((*event).clone())).await,
-                    None if subscription.overflowed() => {
-                        yield_.send(Err(Status::resource_exhausted("subscriber fell behind; reconnect and resync"))).await;
-                        return;
-                    }
-                    None => return,
-                },
-                _ = heartbeat.tick() => yield_.send(Ok(heartbeat_event())).await,
-            }
+    let start = tokio::time::Instant::now() + heartbeat_interval;
+    let state = State {
+        subscription,
+        heartbeat: tokio::time::interval_at(start, heartbeat_interval),
+        broker,
+        ended: false,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        if state.ended {
+            return None;
         }
+        let item = tokio::select! {
+            event = state.subscription.events.recv() => match event {
+                Some(event) => Ok((*event).clone()),
+                None if state.subscription.overflowed() => {
+                    state.ended = true;
+                    Err(Status::resource_exhausted("subscriber fell behind; reconnect and resync"))
+                }
+                None => return None,
+            },
+            _ = state.heartbeat.tick() => Ok(heartbeat_event()),
+        };
+        Some((item, state))
     })
-}
-
-/// A stream fed by an async producer through a rendezvous channel; the producer stops when the
-/// consumer is dropped.
-fn async_stream<F, Fut>(producer: F) -> impl Stream<Item = Result<ProtoEvent, Status>> + Send
-where
-    F: FnOnce(Yield) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(producer(Yield(tx)));
-    tokio_stream::wrappers::ReceiverStream::new(rx)
-}
-
-struct Yield(tokio::sync::mpsc::Sender<Result<ProtoEvent, Status>>);
-
-impl Yield {
-    async fn send(&self, item: Result<ProtoEvent, Status>) {
-        let _ = self.0.send(item).await;
-    }
 }
 
 /// Serves the broker on `listener` with mutual TLS until `shutdown` completes. Each TLS
