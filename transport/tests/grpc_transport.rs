@@ -837,3 +837,120 @@ async fn a_rotated_client_certificate_resubscribes_and_is_presented_from_then_on
     );
     running.stop().await;
 }
+
+/// Builds `tests/go-interop` (OCM's own Go transport, sdk-go v1.1.0) with the machine's Go.
+fn build_go_interop() -> std::path::PathBuf {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/go-interop");
+    let binary = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ocm-go-interop");
+    let output = std::process::Command::new("go")
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg(".")
+        .current_dir(&source)
+        .env("GOTOOLCHAIN", "local")
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOWORK", "off")
+        .output()
+        .expect("Go is required for the interop test: install Go >= 1.26 (.ci/run installs it)");
+    assert!(
+        output.status.success(),
+        "building the Go interop client failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    binary
+}
+
+#[tokio::test]
+async fn ocms_own_go_transport_publishes_to_and_subscribes_from_our_broker() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let binary = tokio::task::spawn_blocking(build_go_interop).await.unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let agent = hub.pki.agent("cluster1");
+    for (name, text) in [
+        ("ca.pem", hub.pki.ca.pem()),
+        ("tls.crt", agent.cert_chain.clone()),
+        ("tls.key", agent.key.clone()),
+    ] {
+        std::fs::write(files.path().join(name), text).unwrap();
+    }
+    let child = tokio::process::Command::new(&binary)
+        .arg(format!("--addr=127.0.0.1:{}", hub.port))
+        .arg(format!("--ca={}", files.path().join("ca.pem").display()))
+        .arg(format!("--cert={}", files.path().join("tls.crt").display()))
+        .arg(format!("--key={}", files.path().join("tls.key").display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The Go agent subscribes and publishes a status update.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while hub.broker.subscriber_count() == 0 || hub.recorder.0.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Go client neither subscribed nor published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (user, published) = hub.recorder.0.lock().unwrap()[0].clone();
+    assert_eq!(user, "system:open-cluster-management:cluster1:agent");
+    assert_eq!(published.id, "go-status-1");
+    assert_eq!(published.event_type, WORK_STATUS);
+    assert_eq!(published.time, "2025-12-16T06:00:17.923Z".parse().ok());
+    assert_eq!(
+        published.data_content_type.as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(
+        published.data.as_deref(),
+        Some(&br#"{"conditions":[]}"#[..])
+    );
+    assert_eq!(
+        published.extensions["resourceversion"],
+        ExtensionValue::Integer(3),
+        "Go sends an int as ce_integer"
+    );
+    assert_eq!(
+        published.extensions["deletiontimestamp"],
+        ExtensionValue::Timestamp("2025-12-16T06:05:00Z".parse().unwrap())
+    );
+    assert_eq!(
+        published.extension_str("sequenceid"),
+        Some("2000808179729960960")
+    );
+
+    // Our hub sends a spec event; the Go agent decodes it with OCM's reader.
+    let mut spec = work_event(WORK_SPEC, Some("cluster1"), br#"{"manifests":[]}"#);
+    spec.time = Some("2025-12-16T06:00:00Z".parse().unwrap());
+    spec.extensions.insert(
+        "originalsource".into(),
+        ExtensionValue::String(String::new()),
+    );
+    spec.extensions.insert(
+        "metadata".into(),
+        ExtensionValue::String(r#"{"name":"w"}"#.into()),
+    );
+    assert_eq!(hub.broker.send(&spec).unwrap(), 1);
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the Go client failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let event = &report["event"];
+    assert_eq!(event["id"], spec.id.as_str());
+    assert_eq!(event["type"], WORK_SPEC);
+    assert_eq!(event["source"], spec.source.as_str());
+    assert_eq!(event["clustername"], "cluster1");
+    assert_eq!(event["originalsource"], "");
+    assert_eq!(event["metadata"], r#"{"name":"w"}"#);
+    assert_eq!(event["resourceversion"], 1);
+    assert_eq!(event["data"], serde_json::json!({"manifests": []}));
+    assert_eq!(event["datacontenttype"], "application/json");
+    assert_eq!(
+        report["extensionTypes"]["resourceversion"], "int32",
+        "{report}"
+    );
+}
