@@ -19,6 +19,7 @@
 //! API calls.
 
 pub mod access;
+pub mod backoff;
 pub mod broker;
 pub mod event;
 pub mod event_type;

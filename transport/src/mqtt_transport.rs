@@ -17,8 +17,8 @@ use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::backoff::Backoff;
 use crate::event::{CloudEvent, extension};
-use crate::grpc_client::Backoff;
 use crate::mqtt_binding::{self, MqttMessage};
 use crate::mqtt_topics::{TopicError, Topics};
 

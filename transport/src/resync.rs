@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use jiff::Timestamp;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::event::{CloudEvent, ExtensionValue, SPEC_VERSION, extension};
 use crate::event_type::{DataType, EventAction, SubResource};
@@ -20,7 +20,7 @@ pub struct ResourceVersionList {
     #[serde(
         rename = "resourceVersions",
         default,
-        deserialize_with = "null_as_empty"
+        deserialize_with = "crate::payload::null_as_empty"
     )]
     pub resource_versions: Vec<ResourceVersion>,
 }
@@ -37,7 +37,11 @@ pub struct ResourceVersion {
 /// status".
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct StatusHashList {
-    #[serde(rename = "statusHashes", default, deserialize_with = "null_as_empty")]
+    #[serde(
+        rename = "statusHashes",
+        default,
+        deserialize_with = "crate::payload::null_as_empty"
+    )]
     pub status_hashes: Vec<StatusHash>,
 }
 
@@ -47,11 +51,6 @@ pub struct StatusHash {
     pub resource_id: String,
     #[serde(rename = "statusHash")]
     pub status_hash: String,
-}
-
-/// Go marshals an empty (nil) slice as `null`.
-fn null_as_empty<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// What the hub knows of one resource when answering a spec resync.

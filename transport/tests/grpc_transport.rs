@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use ocm_proto::{CloudEventServiceClient, PublishRequest, SubscriptionRequest};
 use ocm_transport::access::AccessRequest;
+use ocm_transport::backoff::Backoff;
 use ocm_transport::broker::{
     self, Authorizer, Broker, BrokerConfig, EventHandler, Identity, TokenAuthenticator,
 };
 use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
 use ocm_transport::event_type::{DataType, HEARTBEAT_TYPE};
 use ocm_transport::grpc_binding;
-use ocm_transport::grpc_client::{Backoff, GrpcClient, SubscribeOptions};
+use ocm_transport::grpc_client::{GrpcClient, SubscribeOptions};
 use ocm_transport::grpc_config::GrpcClientConfig;
 use ocm_transport::http_proxy::HttpProxy;
 use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ocm_transport::backoff::Backoff;
 use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
-use ocm_transport::grpc_client::Backoff;
 use ocm_transport::mqtt_topics::Topics;
 use ocm_transport::mqtt_transport::{self, MqttClient, MqttSettings, Role};
 use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};

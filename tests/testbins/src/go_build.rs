@@ -8,7 +8,6 @@
 //! of staging modules changes between minors.
 
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -415,18 +414,13 @@ impl GoCommand<'_> {
     /// Downloads the module and returns its go.mod text.
     fn download_go_mod(&self) -> Result<String, BuildError> {
         let target = format!("{}@{}", self.component.module, self.component.version);
-        let mut child = self
+        // `output()` drains stdout and stderr together, so neither pipe can fill and stall Go.
+        let output = self
             .command(&["mod", "download", "-json", &target])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .output()
             .map_err(|e| BuildError::io(self.go, e))?;
-        let mut stdout = String::new();
-        if let Some(mut out) = child.stdout.take() {
-            out.read_to_string(&mut stdout)
-                .map_err(|e| BuildError::io(self.go, e))?;
-        }
-        let status = child.wait().map_err(|e| BuildError::io(self.go, e))?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let status = output.status;
         let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_default();
         // `go mod download -json` reports a resolution failure in the JSON's Error field.
         if let Some(error) = json.get("Error").and_then(|e| e.as_str()) {
