@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
+mod support;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,10 +22,7 @@ use ocm_transport::grpc_client::{GrpcClient, SubscribeOptions};
 use ocm_transport::grpc_config::GrpcClientConfig;
 use ocm_transport::http_proxy::HttpProxy;
 use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
+use support::TestCa;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -35,31 +34,13 @@ const WORK_SPEC: &str =
 const BOOTSTRAP_TOKEN: &str = "bootstrap-token";
 
 struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
+    ca: TestCa,
 }
 
 impl Pki {
     fn new() -> Self {
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, "hub-ca");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         Self {
-            ca: CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap(),
-        }
-    }
-
-    fn issue(&self, mut params: CertificateParams, cn: &str, org: Option<&str>) -> PemIdentity {
-        params.distinguished_name.push(DnType::CommonName, cn);
-        if let Some(org) = org {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, org);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.ca).unwrap();
-        PemIdentity {
-            cert_chain: cert.pem(),
-            key: key.serialize_pem(),
+            ca: TestCa::new("hub-ca"),
         }
     }
 
@@ -68,11 +49,8 @@ impl Pki {
     }
 
     fn agent_named(&self, cluster: &str, agent: &str) -> PemIdentity {
-        let mut params = CertificateParams::default();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cn = format!("system:open-cluster-management:{cluster}:{agent}");
-        self.issue(
-            params,
+        self.ca.client(
             &cn,
             Some(&format!("system:open-cluster-management:{cluster}")),
         )
@@ -153,10 +131,7 @@ async fn start_hub_with(
     max_message_size: usize,
     port: u16,
 ) -> Hub {
-    let mut params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let serving = pki.issue(params, "hub", None);
+    let serving = pki.ca.server("hub");
     let server_tls =
         tls::server_config(ReloadableIdentity::new(&serving).unwrap(), &pki.ca.pem()).unwrap();
     let recorder = Arc::new(Recorder::default());

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
+mod support;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,38 +13,10 @@ use ocm_transport::backoff::Backoff;
 use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
 use ocm_transport::mqtt_topics::Topics;
 use ocm_transport::mqtt_transport::{self, MqttClient, MqttSettings, Role};
-use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair,
-};
+use ocm_transport::tls::{self, ReloadableIdentity};
+use support::TestCa;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-struct Pki(CertifiedIssuer<'static, KeyPair>);
-
-impl Pki {
-    fn new() -> Self {
-        let mut params = CertificateParams::default();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "mqtt-ca");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        Self(CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap())
-    }
-
-    fn issue(&self, cn: &str, sans: Vec<String>, usage: ExtendedKeyUsagePurpose) -> PemIdentity {
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.extended_key_usages = vec![usage];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.0).unwrap();
-        PemIdentity {
-            cert_chain: cert.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-}
 
 /// A real Mosquitto on a fixed port, restartable.
 struct Mosquitto {
@@ -53,15 +27,11 @@ struct Mosquitto {
 }
 
 impl Mosquitto {
-    fn start(pki: &Pki) -> Self {
+    fn start(pki: &TestCa) -> Self {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path().to_owned();
-        let server = pki.issue(
-            "mosquitto",
-            vec!["127.0.0.1".into(), "localhost".into()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        );
-        std::fs::write(dir.join("ca.pem"), pki.0.pem()).unwrap();
+        let server = pki.server("mosquitto");
+        std::fs::write(dir.join("ca.pem"), pki.pem()).unwrap();
         std::fs::write(dir.join("server.pem"), &server.cert_chain).unwrap();
         std::fs::write(dir.join("server.key"), &server.key).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -163,10 +133,16 @@ impl Drop for Running {
     }
 }
 
-fn start_client(broker: &Mosquitto, pki: &Pki, name: &str, role: Role, topics: Topics) -> Running {
-    let identity = pki.issue(name, Vec::new(), ExtendedKeyUsagePurpose::ClientAuth);
+fn start_client(
+    broker: &Mosquitto,
+    pki: &TestCa,
+    name: &str,
+    role: Role,
+    topics: Topics,
+) -> Running {
+    let identity = pki.client(name, None);
     let tls = tls::mqtt_client_config(
-        &pki.0.pem(),
+        &pki.pem(),
         Some(ReloadableIdentity::new(&identity).unwrap()),
     )
     .unwrap();
@@ -239,7 +215,7 @@ const STATUS: &str =
 
 #[tokio::test]
 async fn spec_reaches_only_its_cluster_and_status_reaches_the_source() {
-    let pki = Pki::new();
+    let pki = TestCa::new("mqtt-ca");
     let broker = Mosquitto::start(&pki);
     let mut source = start_client(
         &broker,
@@ -302,7 +278,7 @@ async fn spec_reaches_only_its_cluster_and_status_reaches_the_source() {
 
 #[tokio::test]
 async fn after_a_broker_restart_the_agent_resubscribes_and_signals_a_resync() {
-    let pki = Pki::new();
+    let pki = TestCa::new("mqtt-ca");
     let mut broker = Mosquitto::start(&pki);
     let mut source = start_client(
         &broker,
@@ -340,9 +316,9 @@ async fn after_a_broker_restart_the_agent_resubscribes_and_signals_a_resync() {
 
 #[tokio::test]
 async fn a_client_without_certificate_is_refused_by_the_broker() {
-    let pki = Pki::new();
+    let pki = TestCa::new("mqtt-ca");
     let broker = Mosquitto::start(&pki);
-    let tls = tls::mqtt_client_config(&pki.0.pem(), None).unwrap();
+    let tls = tls::mqtt_client_config(&pki.pem(), None).unwrap();
     let mut options = rumqttc::v5::MqttOptions::new("anonymous", "127.0.0.1", broker.port);
     options.set_transport(rumqttc::Transport::Tls(rumqttc::TlsConfiguration::Rustls(
         Arc::new(tls),
