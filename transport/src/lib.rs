@@ -34,6 +34,7 @@ pub mod mqtt_transport;
 pub mod payload;
 pub mod pem_source;
 pub mod rate_limit;
+pub mod registration;
 pub mod resync;
 pub mod sequence_id;
 pub mod status_error;
