@@ -562,6 +562,38 @@ async fn the_client_resubscribes_after_a_broker_restart_and_signals_a_resync() {
 }
 
 #[tokio::test]
+async fn client_keepalive_pings_are_answered_and_never_cost_the_stream() {
+    // Go agents ping every 5 s or more; ping every 500 ms, with a 1 s answer deadline, and the
+    // stream must survive: a broker that ignored pings, or sent GOAWAY for too many of them,
+    // would make the client reconnect (and a Go agent resync).
+    let hub = start_hub(Duration::from_secs(60), 4 << 20).await;
+    let config = GrpcClientConfig {
+        url: format!("localhost:{}", hub.port),
+        ca_pem: Some(hub.pki.ca.pem()),
+        client_identity: Some(hub.pki.agent("cluster1")),
+        token: None,
+        keep_alive: Some((Duration::from_millis(500), Duration::from_secs(1), true)),
+        server_healthiness_timeout: None,
+        proxy: None,
+    };
+    let client = GrpcClient::new(&config).unwrap();
+    let mut running = Running::start(&client, quick(None));
+    next(&mut running.subscribed, "the subscription").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        running.subscribed.try_recv().is_err(),
+        "the client had to resubscribe while pinging"
+    );
+    let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(hub.broker.send(&event).unwrap(), 1);
+    assert_eq!(
+        next(&mut running.events, "an event after the pings").await,
+        event
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
 async fn missing_heartbeats_make_the_client_reconnect() {
     // The broker's heartbeat is far slower than the client's patience.
     let hub = start_hub(Duration::from_secs(60), 4 << 20).await;
