@@ -21,6 +21,7 @@
 pub mod access;
 pub mod backoff;
 pub mod broker;
+pub mod client;
 pub mod event;
 pub mod event_type;
 pub mod grpc_binding;
