@@ -102,6 +102,8 @@ struct Hub {
     pki: Arc<Pki>,
     broker: Broker,
     recorder: Arc<Recorder>,
+    /// The broker's serving certificate, reloadable while it runs.
+    serving: Arc<ReloadableIdentity>,
     port: u16,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
@@ -131,9 +133,8 @@ async fn start_hub_with(
     max_message_size: usize,
     port: u16,
 ) -> Hub {
-    let serving = pki.ca.server("hub");
-    let server_tls =
-        tls::server_config(ReloadableIdentity::new(&serving).unwrap(), &pki.ca.pem()).unwrap();
+    let serving = ReloadableIdentity::new(&pki.ca.server("hub")).unwrap();
+    let server_tls = tls::server_config(Arc::clone(&serving), &pki.ca.pem()).unwrap();
     let recorder = Arc::new(Recorder::default());
     let handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::from([(
         DataType::manifest_bundles(),
@@ -167,6 +168,7 @@ async fn start_hub_with(
         pki,
         broker,
         recorder,
+        serving,
         port,
         shutdown: Some(shutdown),
         server,
@@ -842,6 +844,57 @@ async fn a_rotated_client_certificate_resubscribes_and_is_presented_from_then_on
     assert!(
         client.rotate_certificate(&broken).is_err(),
         "a broken certificate is refused"
+    );
+    running.stop().await;
+}
+
+/// The common name of the certificate the broker presents to a new connection.
+async fn presented_server_name(hub: &Hub) -> String {
+    let config = tls::client_config(&hub.pki.ca.pem(), None).unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", hub.port))
+        .await
+        .unwrap();
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = connector.connect(server_name, tcp).await.unwrap();
+    let leaf = &stream.get_ref().1.peer_certificates().unwrap()[0];
+    tls::cert_identity(leaf).unwrap().user
+}
+
+#[tokio::test]
+async fn a_reloaded_serving_certificate_is_presented_to_new_connections_without_a_restart() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let client = agent_client(&hub);
+    let mut running = Running::start(&client, quick(None));
+    next(&mut running.subscribed, "the subscription").await;
+    assert_eq!(presented_server_name(&hub).await, "hub");
+
+    hub.serving
+        .reload(&hub.pki.ca.server("hub-renewed"))
+        .unwrap();
+    assert_eq!(presented_server_name(&hub).await, "hub-renewed");
+    // The open stream is untouched: no resubscription, and events still flow on it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        running.subscribed.try_recv().is_err(),
+        "the agent had to resubscribe"
+    );
+    let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(hub.broker.send(&event).unwrap(), 1);
+    assert_eq!(next(&mut running.events, "an event").await, event);
+
+    let broken = PemIdentity {
+        cert_chain: "garbage".into(),
+        key: String::new(),
+    };
+    assert!(
+        hub.serving.reload(&broken).is_err(),
+        "a broken certificate is refused"
+    );
+    assert_eq!(
+        presented_server_name(&hub).await,
+        "hub-renewed",
+        "and the old one kept"
     );
     running.stop().await;
 }
