@@ -1,9 +1,11 @@
-// ocm-go-interop speaks to an ocm-rs broker through OCM's own Go CloudEvents transport
-// (open-cluster-management.io/sdk-go, pkg/cloudevents/generic/options/grpc/protocol), as OCM's
-// agents do: it subscribes for one cluster, publishes one work status event, then prints the
-// first spec event it receives as structured CloudEvents JSON and exits.
+// ocm-go-interop speaks to ocm-rs through OCM's own Go CloudEvents transports
+// (open-cluster-management.io/sdk-go): over gRPC to our broker
+// (pkg/cloudevents/generic/options/grpc/protocol), or, with -mqtt-config, over an MQTT broker
+// as an OCM agent (pkg/cloudevents/generic/options/mqtt, reading OCM's MQTT config file). Either
+// way it subscribes for one cluster, publishes one work status event, then prints the first
+// spec event it receives as structured CloudEvents JSON and exits.
 //
-// The Rust test transport/tests/grpc_transport.rs builds and drives it.
+// The Rust tests transport/tests/grpc_transport.rs and mqtt_mosquitto.rs build and drive it.
 package main
 
 import (
@@ -31,8 +33,15 @@ func main() {
 	certFile := flag.String("cert", "", "client certificate")
 	keyFile := flag.String("key", "", "client key")
 	cluster := flag.String("cluster", "cluster1", "cluster name")
+	mqttConfig := flag.String("mqtt-config", "", "OCM MQTT config file: speak MQTT as an agent instead of gRPC")
 	flag.Parse()
-	if err := run(*addr, *caFile, *certFile, *keyFile, *cluster); err != nil {
+	var err error
+	if *mqttConfig != "" {
+		err = runMQTT(*mqttConfig, *cluster)
+	} else {
+		err = run(*addr, *caFile, *certFile, *keyFile, *cluster)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
@@ -69,18 +78,8 @@ func run(addr, caFile, certFile, keyFile, cluster string) error {
 		}
 	}()
 
-	status := cloudevents.NewEvent()
-	status.SetID("go-status-1")
-	status.SetSource(cluster + "-work-agent")
-	status.SetType(manifestBundles + ".status.update_request")
-	status.SetTime(time.Date(2025, 12, 16, 6, 0, 17, 923000000, time.UTC))
-	status.SetExtension("clustername", cluster)
-	status.SetExtension("originalsource", "kube")
-	status.SetExtension("resourceid", "55c61e54-a3f6-563d-9fec-b1fe297bdfdb")
-	status.SetExtension("resourceversion", 3)
-	status.SetExtension("sequenceid", "2000808179729960960")
-	status.SetExtension("deletiontimestamp", time.Date(2025, 12, 16, 6, 5, 0, 0, time.UTC))
-	if err := status.SetData(cloudevents.ApplicationJSON, map[string]interface{}{"conditions": []interface{}{}}); err != nil {
+	status, err := statusEvent(cluster)
+	if err != nil {
 		return err
 	}
 	if err := p.Send(ctx, binding.ToMessage(&status)); err != nil {
@@ -92,6 +91,28 @@ func run(addr, caFile, certFile, keyFile, cluster string) error {
 	if err != nil {
 		return fmt.Errorf("receive: %w", err)
 	}
+	return printEvent(ctx, msg)
+}
+
+// statusEvent is a work status update as OCM's work agent sends it.
+func statusEvent(cluster string) (cloudevents.Event, error) {
+	status := cloudevents.NewEvent()
+	status.SetID("go-status-1")
+	status.SetSource(cluster + "-work-agent")
+	status.SetType(manifestBundles + ".status.update_request")
+	status.SetTime(time.Date(2025, 12, 16, 6, 0, 17, 923000000, time.UTC))
+	status.SetExtension("clustername", cluster)
+	status.SetExtension("originalsource", "kube")
+	status.SetExtension("resourceid", "55c61e54-a3f6-563d-9fec-b1fe297bdfdb")
+	status.SetExtension("resourceversion", 3)
+	status.SetExtension("sequenceid", "2000808179729960960")
+	status.SetExtension("deletiontimestamp", time.Date(2025, 12, 16, 6, 5, 0, 0, time.UTC))
+	err := status.SetData(cloudevents.ApplicationJSON, map[string]interface{}{"conditions": []interface{}{}})
+	return status, err
+}
+
+// printEvent prints a received event as structured JSON, with the Go type of each extension.
+func printEvent(ctx context.Context, msg binding.Message) error {
 	received, err := binding.ToEvent(ctx, msg)
 	if err != nil {
 		return fmt.Errorf("decode: %w", err)

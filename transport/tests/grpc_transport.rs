@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
+#[path = "support/go_interop.rs"]
+mod go_interop;
 mod support;
 
 use std::collections::HashMap;
@@ -899,32 +901,12 @@ async fn a_reloaded_serving_certificate_is_presented_to_new_connections_without_
     running.stop().await;
 }
 
-/// Builds `tests/go-interop` (OCM's own Go transport, sdk-go v1.1.0) with the machine's Go.
-fn build_go_interop() -> std::path::PathBuf {
-    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/go-interop");
-    let binary = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ocm-go-interop");
-    let output = std::process::Command::new("go")
-        .args(["build", "-o"])
-        .arg(&binary)
-        .arg(".")
-        .current_dir(&source)
-        .env("GOTOOLCHAIN", "local")
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOWORK", "off")
-        .output()
-        .expect("Go is required for the interop test: install Go >= 1.26 (.ci/run installs it)");
-    assert!(
-        output.status.success(),
-        "building the Go interop client failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    binary
-}
-
 #[tokio::test]
 async fn ocms_own_go_transport_publishes_to_and_subscribes_from_our_broker() {
     let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
-    let binary = tokio::task::spawn_blocking(build_go_interop).await.unwrap();
+    let binary = tokio::task::spawn_blocking(go_interop::build)
+        .await
+        .unwrap();
     let files = tempfile::tempdir().unwrap();
     let agent = hub.pki.agent("cluster1");
     for (name, text) in [

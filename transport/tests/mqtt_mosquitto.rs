@@ -3,16 +3,20 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
+#[path = "support/go_interop.rs"]
+mod go_interop;
 #[path = "support/mosquitto.rs"]
 mod mosquitto;
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mosquitto::Mosquitto;
 use ocm_transport::backoff::Backoff;
 use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
+use ocm_transport::mqtt_config::MqttConfigFile;
 use ocm_transport::mqtt_topics::Topics;
 use ocm_transport::mqtt_transport::{self, MqttClient, MqttSettings, Role};
 use ocm_transport::tls::{self, ReloadableIdentity};
@@ -251,4 +255,135 @@ async fn a_client_without_certificate_is_refused_by_the_broker() {
         outcome.is_err(),
         "connected without a client certificate: {outcome:?}"
     );
+}
+
+/// An OCM MQTT config file (`BuildMQTTOptionsFromFlags`' format) for `name`, with its client
+/// certificate written beside it.
+fn ocm_mqtt_config(dir: &std::path::Path, broker: &Mosquitto, pki: &TestCa, name: &str) -> PathBuf {
+    let identity = pki.client(name, None);
+    std::fs::write(dir.join("ca.pem"), pki.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.crt")), &identity.cert_chain).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), &identity.key).unwrap();
+    let config = format!(
+        "brokerHost: 127.0.0.1:{port}\ncaFile: {d}/ca.pem\nclientCertFile: {d}/{name}.crt\nclientKeyFile: {d}/{name}.key\nkeepAlive: 60\npubQoS: 1\nsubQoS: 1\ntopics:\n  sourceEvents: sources/hub/clusters/+/sourceevents\n  agentEvents: sources/hub/clusters/+/agentevents\n",
+        port = broker.port,
+        d = dir.display()
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn ocms_own_go_mqtt_agent_and_our_source_understand_each_other() {
+    let pki = TestCa::new("mqtt-ca");
+    let broker = Mosquitto::start(&pki);
+    let files = tempfile::tempdir().unwrap();
+    let binary = tokio::task::spawn_blocking(go_interop::build)
+        .await
+        .unwrap();
+
+    // Our source reads the same OCM config format the Go agent reads.
+    let source_file = ocm_mqtt_config(files.path(), &broker, &pki, "hub");
+    let source_config = MqttConfigFile::from_yaml(&std::fs::read_to_string(&source_file).unwrap())
+        .unwrap()
+        .resolve(|p| std::fs::read_to_string(p))
+        .unwrap();
+    let (ca, identity) = source_config.tls.unwrap();
+    let tls = tls::mqtt_client_config(
+        &ca.unwrap(),
+        Some(ReloadableIdentity::new(&identity).unwrap()),
+    )
+    .unwrap();
+    let settings = MqttSettings {
+        host: source_config.host,
+        port: source_config.port,
+        client_id: "hub-client".into(),
+        credentials: source_config.credentials,
+        tls: Some(Arc::new(tls)),
+        keep_alive: source_config.keep_alive,
+        topics: source_config.topics,
+        role: Role::Source {
+            source_id: "hub".into(),
+        },
+        max_packet_size: 512 << 10,
+    };
+    let (source, eventloop) = mqtt_transport::connect(settings).unwrap();
+    let (events_tx, mut events) = mpsc::channel(16);
+    let (subscribed_tx, mut subscribed) = mpsc::channel(16);
+    let cancel = CancellationToken::new();
+    tokio::spawn(eventloop.run(events_tx, subscribed_tx, Backoff::default(), cancel.clone()));
+    next(&mut subscribed, "the source's subscription").await;
+
+    let agent_file = ocm_mqtt_config(files.path(), &broker, &pki, "cluster1-work-agent");
+    let mut child = tokio::process::Command::new(&binary)
+        .arg(format!("--mqtt-config={}", agent_file.display()))
+        .arg("--cluster=cluster1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // The Go agent's status update, published on the topic OCM derives, decoded by us.
+    let status = next(&mut events, "the Go agent's status update").await;
+    assert_eq!(status.id, "go-status-1");
+    assert_eq!(status.event_type, STATUS);
+    assert_eq!(status.source, "cluster1-work-agent");
+    assert_eq!(status.time, "2025-12-16T06:00:17.923Z".parse().ok());
+    assert_eq!(status.data_content_type.as_deref(), Some(JSON));
+    assert_eq!(status.data.as_deref(), Some(&br#"{"conditions":[]}"#[..]));
+    assert_eq!(status.cluster_name(), Some("cluster1"));
+    assert_eq!(status.extension_str("originalsource"), Some("kube"));
+    assert_eq!(status.extension_integer("resourceversion"), Some(3));
+    assert_eq!(
+        status.extension_timestamp("deletiontimestamp"),
+        "2025-12-16T06:05:00Z".parse().ok()
+    );
+    assert_eq!(
+        status.extension_str("sequenceid"),
+        Some("2000808179729960960")
+    );
+
+    // Our spec event, decoded by OCM's reader. QoS 1 with clean start delivers only to a live
+    // subscription, so repeat it until the Go agent has one and exits with what it got.
+    let spec = event(SPEC, "hub", "cluster1", "");
+    let stdout = child.stdout.take().unwrap();
+    let read = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut out = Vec::new();
+        let mut stdout = stdout;
+        stdout.read_to_end(&mut out).await.unwrap();
+        out
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !read.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the Go agent received nothing"
+        );
+        source.publish(&spec).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let output = child.wait_with_output().await.unwrap();
+    assert!(
+        output.status.success(),
+        "the Go agent failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&read.await.unwrap()).unwrap();
+    let received = &report["event"];
+    assert_eq!(received["id"], spec.id.as_str());
+    assert_eq!(received["type"], SPEC);
+    assert_eq!(received["source"], "hub");
+    assert_eq!(received["time"], "2025-12-16T06:00:17.771003Z");
+    assert_eq!(received["clustername"], "cluster1");
+    assert_eq!(received["originalsource"], "");
+    assert_eq!(received["resourceid"], "uid-1");
+    assert_eq!(received["datacontenttype"], JSON);
+    assert_eq!(received["data"], serde_json::json!({"manifests": []}));
+    // Over MQTT every extension arrives as a string; OCM's codecs convert on use.
+    assert_eq!(received["resourceversion"], "2");
+    assert_eq!(report["extensionTypes"]["resourceversion"], "string");
+    cancel.cancel();
 }
