@@ -1,19 +1,15 @@
 //! CloudEvents between hub and spokes: the event model, OCM's gRPC and MQTT v5 bindings,
 //! payload codecs, resync, mutual TLS and certificate reloading.
 //!
-//! Built so far (issue 3, in progress): the event model ([`event`]), OCM's event type strings
-//! ([`event_type`]), the gRPC and MQTT v5 bindings ([`grpc_binding`], [`mqtt_binding`]), the
-//! structured JSON format ([`structured`]), `sequenceid` ([`sequence_id`]) and `statushash`
-//! ([`status_hash`]), the resync payloads and decisions ([`resync`]) and OCM's MQTT topic
-//! layout ([`mqtt_topics`]), and the authorization mapping of Publish and Subscribe
-//! ([`access`]), Publish's error body ([`status_error`]) and the broker's routing table with one
-//! bounded queue per subscriber ([`subscriptions`]), and mutual TLS 1.3 with reloadable
-//! certificates and certificate identities ([`tls`]), the gRPC broker ([`broker`]), the
-//! reconnecting gRPC client ([`grpc_client`]) and OCM's gRPC client configuration file
-//! ([`grpc_config`]), HTTP CONNECT proxies ([`http_proxy`]), the MQTT v5 transport
-//! ([`mqtt_transport`]), OCM's MQTT configuration file ([`mqtt_config`]) and the manifestbundle
-//! payload envelopes ([`payload`]). Typed work payloads (with the work API) and benchmarks
-//! follow.
+//! The pieces: the event model ([`event`]) and OCM's event type strings ([`event_type`]); the
+//! gRPC and MQTT v5 bindings ([`grpc_binding`], [`mqtt_binding`], [`structured`]); payloads
+//! ([`payload`], [`registration`], [`resync`]) with `sequenceid` ([`sequence_id`]) and
+//! `statushash` ([`status_hash`]); the gRPC broker ([`broker`]) with its routing table
+//! ([`subscriptions`]), authorization mapping ([`access`]) and error bodies ([`status_error`]);
+//! the reconnecting gRPC client ([`grpc_client`], [`grpc_config`], [`http_proxy`],
+//! [`rate_limit`], [`backoff`]); the MQTT transport ([`mqtt_transport`], [`mqtt_topics`],
+//! [`mqtt_config`]); mutual TLS with reloadable certificates ([`tls`], [`pem_source`]); and one
+//! client interface over either transport ([`client`]).
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
