@@ -292,7 +292,9 @@ fn subscriber_stream(
         }
         let item = tokio::select! {
             event = state.subscription.events.recv() => match event {
-                Some(event) => Ok((*event).clone()),
+                // Usually this subscriber holds the only reference (one subscriber per cluster
+                // and data type): take the event without copying it.
+                Some(event) => Ok(Arc::unwrap_or_clone(event)),
                 None if state.subscription.overflowed() => {
                     state.ended = true;
                     Err(Status::resource_exhausted("subscriber fell behind; reconnect and resync"))

@@ -81,6 +81,7 @@ pub struct Inbox {
     /// Decoded events of the data types of interest (for an agent: of its own cluster).
     pub events: mpsc::Receiver<CloudEvent>,
     /// After every (re)subscription, the data type that was (re)subscribed: resync it now.
+    /// Read it alongside `events`: a cue not taken holds up the connection it came from.
     pub resync: mpsc::Receiver<DataType>,
 }
 
@@ -159,9 +160,12 @@ async fn grpc_subscription(
     let (subscribed_tx, mut subscribed) = mpsc::channel::<String>(4);
     let run = client.run_subscription(request, events, subscribed_tx, options, cancel);
     let cue = async {
+        // A caller that dropped its resync receiver still gets events: keep draining the
+        // subscription IDs, since the subscription ends when nobody takes them.
+        let mut cueing = true;
         while subscribed.recv().await.is_some() {
-            if resync.send(data_type.clone()).await.is_err() {
-                return;
+            if cueing && resync.send(data_type.clone()).await.is_err() {
+                cueing = false;
             }
         }
     };
@@ -194,9 +198,12 @@ async fn mqtt_inbox(
                 if cue.is_none() {
                     return;
                 }
-                for data_type in &data_types {
-                    if resync.send(data_type.clone()).await.is_err() {
-                        return;
+                // A caller that dropped its resync receiver still gets events.
+                if !resync.is_closed() {
+                    for data_type in &data_types {
+                        if resync.send(data_type.clone()).await.is_err() {
+                            break;
+                        }
                     }
                 }
             }
