@@ -20,6 +20,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
+	ceprotocol "github.com/cloudevents/sdk-go/v2/protocol"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"open-cluster-management.io/sdk-go/pkg/cloudevents/generic/options/grpc/protocol"
@@ -82,7 +83,13 @@ func run(addr, caFile, certFile, keyFile, cluster string) error {
 	if err != nil {
 		return err
 	}
-	if err := p.Send(ctx, binding.ToMessage(&status)); err != nil {
+	return exchange(ctx, ctx, p, status)
+}
+
+// exchange publishes status (with sendCtx, which may name a topic), then prints the first
+// event received.
+func exchange(ctx, sendCtx context.Context, p senderReceiver, status cloudevents.Event) error {
+	if err := p.Send(sendCtx, binding.ToMessage(&status)); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
 	fmt.Fprintln(os.Stderr, "published")
@@ -92,6 +99,11 @@ func run(addr, caFile, certFile, keyFile, cluster string) error {
 		return fmt.Errorf("receive: %w", err)
 	}
 	return printEvent(ctx, msg)
+}
+
+type senderReceiver interface {
+	ceprotocol.Sender
+	ceprotocol.Receiver
 }
 
 // statusEvent is a work status update as OCM's work agent sends it.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	"open-cluster-management.io/sdk-go/pkg/cloudevents/generic/options/mqtt"
 	"open-cluster-management.io/sdk-go/pkg/cloudevents/generic/types"
@@ -47,14 +46,5 @@ func runMQTT(configPath, cluster string) error {
 	if err != nil {
 		return fmt.Errorf("topic: %w", err)
 	}
-	if err := p.Send(sendCtx, binding.ToMessage(&status)); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	fmt.Fprintln(os.Stderr, "published")
-
-	msg, err := p.Receive(ctx)
-	if err != nil {
-		return fmt.Errorf("receive: %w", err)
-	}
-	return printEvent(ctx, msg)
+	return exchange(ctx, sendCtx, p, status)
 }

@@ -416,6 +416,19 @@ mod tests {
         }
     }
 
+    /// `lease` as the agent's `spec.update_request`.
+    fn lease_update(lease: &Lease) -> Result<CloudEvent, RegistrationError> {
+        encode(
+            RegistrationKind::Lease,
+            SubResource::Spec,
+            EventAction::UpdateRequest,
+            "cluster1",
+            lease,
+            "e1".into(),
+            at("2026-11-23T10:00:01Z"),
+        )
+    }
+
     fn strings(event: &CloudEvent) -> BTreeMap<&str, String> {
         event
             .extensions
@@ -434,16 +447,7 @@ mod tests {
 
     #[test]
     fn lease_update_is_the_whole_object_with_string_resource_version_and_namespace_as_cluster() {
-        let event = encode(
-            RegistrationKind::Lease,
-            SubResource::Spec,
-            EventAction::UpdateRequest,
-            "cluster1",
-            &lease(),
-            "e1".into(),
-            at("2026-11-23T10:00:01Z"),
-        )
-        .unwrap();
+        let event = lease_update(&lease()).unwrap();
         assert_eq!(
             event.event_type,
             "coordination.k8s.io.v1.leases.spec.update_request"
@@ -472,16 +476,7 @@ mod tests {
 
     #[test]
     fn resource_version_travels_as_ce_string_on_grpc() {
-        let event = encode(
-            RegistrationKind::Lease,
-            SubResource::Spec,
-            EventAction::UpdateRequest,
-            "cluster1",
-            &lease(),
-            "e1".into(),
-            at("2026-11-23T10:00:01Z"),
-        )
-        .unwrap();
+        let event = lease_update(&lease()).unwrap();
         let wire = crate::grpc_binding::encode(&event);
         let value = wire.attributes["ce-resourceversion"].attr.clone();
         assert_eq!(
@@ -669,16 +664,7 @@ mod tests {
     fn a_non_decimal_resource_version_is_refused_naming_the_object() {
         let mut odd = lease();
         odd.metadata.resource_version = Some("a1b2".into());
-        let err = encode(
-            RegistrationKind::Lease,
-            SubResource::Spec,
-            EventAction::UpdateRequest,
-            "cluster1",
-            &odd,
-            "e7".into(),
-            at("2026-11-23T10:00:01Z"),
-        )
-        .unwrap_err();
+        let err = lease_update(&odd).unwrap_err();
         assert_eq!(
             err.to_string(),
             "Lease \"cluster1/managed-cluster-lease\" (cluster \"cluster1\"): metadata.resourceVersion \"a1b2\" is not a decimal integer, which OCM's agents need to resync"
@@ -692,16 +678,7 @@ mod tests {
 
     #[test]
     fn malformed_events_are_refused_with_the_reason() {
-        let good = encode(
-            RegistrationKind::Lease,
-            SubResource::Spec,
-            EventAction::UpdateRequest,
-            "cluster1",
-            &lease(),
-            "e8".into(),
-            at("2026-11-23T10:00:01Z"),
-        )
-        .unwrap();
+        let good = lease_update(&lease()).unwrap();
 
         let err = decode::<Event>(RegistrationKind::Event, &good).unwrap_err();
         assert!(

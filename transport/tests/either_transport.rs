@@ -20,7 +20,7 @@ use ocm_transport::broker::{self, Authorizer, Broker, BrokerConfig, EventHandler
 use ocm_transport::client::{
     self, Inbox, InboxOptions, Interest, Publisher, Role, TransportConfig,
 };
-use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
+use ocm_transport::event::CloudEvent;
 use ocm_transport::event_type::DataType;
 use ocm_transport::grpc_config::GrpcClientConfig;
 use ocm_transport::mqtt_topics::Topics;
@@ -38,26 +38,11 @@ const WORK_STATUS: &str =
 const LEASE_SPEC: &str = "coordination.k8s.io.v1.leases.spec.update_request";
 const CSR_SPEC: &str = "certificates.k8s.io.v1.certificatesigningrequests.spec.update_request";
 
+/// Extensions of string type only, so events compare equal after either transport (MQTT carries
+/// every extension as a string).
 fn event(event_type: &str, source: &str, cluster: &str) -> CloudEvent {
-    let mut event = CloudEvent {
-        id: format!("{source}-{cluster}-{event_type}"),
-        source: source.into(),
-        spec_version: SPEC_VERSION.into(),
-        event_type: event_type.into(),
-        time: Some("2026-11-23T06:00:17.771003Z".parse().unwrap()),
-        data_content_type: Some(JSON.into()),
-        data: Some(br#"{"manifests":[]}"#.to_vec()),
-        ..CloudEvent::default()
-    };
-    for (name, value) in [
-        ("clustername", cluster),
-        ("originalsource", ""),
-        ("resourceid", "uid-1"),
-    ] {
-        event
-            .extensions
-            .insert(name.into(), ExtensionValue::String(value.into()));
-    }
+    let mut event = support::event(event_type, source, cluster, "");
+    event.extensions.remove("resourceversion");
     event
 }
 

@@ -15,12 +15,12 @@ use std::time::Duration;
 
 use mosquitto::Mosquitto;
 use ocm_transport::backoff::Backoff;
-use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
+use ocm_transport::event::{CloudEvent, JSON};
 use ocm_transport::mqtt_config::MqttConfigFile;
 use ocm_transport::mqtt_topics::Topics;
 use ocm_transport::mqtt_transport::{self, MqttClient, MqttSettings, Role};
 use ocm_transport::tls::{self, ReloadableIdentity};
-use support::TestCa;
+use support::{TestCa, event};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -105,32 +105,6 @@ async fn next<T>(receiver: &mut mpsc::Receiver<T>, what: &str) -> T {
         .await
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
         .unwrap()
-}
-
-fn event(event_type: &str, source: &str, cluster: &str, original_source: &str) -> CloudEvent {
-    let mut event = CloudEvent {
-        id: format!("{source}-{cluster}-{event_type}"),
-        source: source.into(),
-        spec_version: SPEC_VERSION.into(),
-        event_type: event_type.into(),
-        time: Some("2025-12-16T06:00:17.771003Z".parse().unwrap()),
-        data_content_type: Some(JSON.into()),
-        data: Some(br#"{"manifests":[]}"#.to_vec()),
-        ..CloudEvent::default()
-    };
-    for (name, value) in [
-        ("clustername", cluster),
-        ("originalsource", original_source),
-        ("resourceid", "uid-1"),
-    ] {
-        event
-            .extensions
-            .insert(name.into(), ExtensionValue::String(value.into()));
-    }
-    event
-        .extensions
-        .insert("resourceversion".into(), ExtensionValue::Integer(2));
-    event
 }
 
 const SPEC: &str = "io.open-cluster-management.works.v1alpha1.manifestbundles.spec.create_request";

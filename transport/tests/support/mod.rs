@@ -5,6 +5,7 @@ use rcgen::{
     KeyPair,
 };
 
+use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
 use ocm_transport::tls::PemIdentity;
 
 pub(crate) struct TestCa(CertifiedIssuer<'static, KeyPair>);
@@ -50,4 +51,38 @@ impl TestCa {
             key: key.serialize_pem(),
         }
     }
+}
+
+/// A manifestbundles event as the tests exchange it: `resourceid` uid-1, `resourceversion` 2, an
+/// empty bundle, and an ID naming type, source and cluster.
+#[allow(dead_code)] // not every test crate sends events of this shape
+pub(crate) fn event(
+    event_type: &str,
+    source: &str,
+    cluster: &str,
+    original_source: &str,
+) -> CloudEvent {
+    let mut event = CloudEvent {
+        id: format!("{source}-{cluster}-{event_type}"),
+        source: source.into(),
+        spec_version: SPEC_VERSION.into(),
+        event_type: event_type.into(),
+        time: Some("2025-12-16T06:00:17.771003Z".parse().unwrap()),
+        data_content_type: Some(JSON.into()),
+        data: Some(br#"{"manifests":[]}"#.to_vec()),
+        ..CloudEvent::default()
+    };
+    for (name, value) in [
+        ("clustername", cluster),
+        ("originalsource", original_source),
+        ("resourceid", "uid-1"),
+    ] {
+        event
+            .extensions
+            .insert(name.into(), ExtensionValue::String(value.into()));
+    }
+    event
+        .extensions
+        .insert("resourceversion".into(), ExtensionValue::Integer(2));
+    event
 }
