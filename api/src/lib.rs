@@ -2,10 +2,19 @@
 //!
 //! Every crate reaches `kube` and `k8s-openapi` through the re-exports here, so bumping either
 //! (or the Kubernetes API version, `v1_33`, the oldest hub and spoke minor we support) happens
-//! in one place. The OCM kinds (ManagedCluster, ManifestWork, Placement, …) arrive with the
+//! in one place.
+//!
+//! The OCM kinds, as Rust types whose generated CRDs match OCM's published schemas ([`crds`]):
+//! [`cluster`] (ManagedCluster, ManagedClusterSet, ManagedClusterSetBinding, ClusterClaim), with
+//! OCM's [`condition::Condition`]. ManifestWork, Placement and the add-on kinds arrive with the
 //! issues that implement their behaviour.
 //!
 //! Architecture invariant: types and pure helpers only; no I/O.
+
+pub mod cluster;
+pub mod condition;
+pub mod crds;
+mod schema;
 
 pub use k8s_openapi;
 pub use kube;

@@ -573,6 +573,45 @@ mod tests {
     }
 
     #[test]
+    fn a_typed_managed_cluster_round_trips_with_its_status() {
+        use ocm_api::cluster::v1::{ManagedCluster, ManagedClusterSpec, ManagedClusterStatus};
+        let mut cluster = ManagedCluster::new(
+            "cluster1",
+            ManagedClusterSpec {
+                hub_accepts_client: true,
+                lease_duration_seconds: 60,
+                ..ManagedClusterSpec::default()
+            },
+        );
+        cluster.metadata.uid = Some("0b7c3c0e-6a4e-4f4e-9a53-1f1d3f2e9b10".into());
+        cluster.metadata.resource_version = Some("12".into());
+        cluster.status = Some(ManagedClusterStatus {
+            version: Some(ocm_api::cluster::v1::ManagedClusterVersion {
+                kubernetes: "v1.33.2".into(),
+            }),
+            ..ManagedClusterStatus::default()
+        });
+        let event = encode(
+            RegistrationKind::ManagedCluster,
+            SubResource::Status,
+            EventAction::UpdateRequest,
+            "cluster1",
+            &cluster,
+            "e9".into(),
+            at("2026-11-23T10:00:01Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            event.event_type,
+            "cluster.open-cluster-management.io.v1.managedclusters.status.update_request"
+        );
+        assert_eq!(event.cluster_name(), Some("cluster1"));
+        let decoded: Decoded<ManagedCluster> =
+            decode(RegistrationKind::ManagedCluster, &event).unwrap();
+        assert_eq!(decoded, Decoded::Object(cluster));
+    }
+
+    #[test]
     fn an_object_being_deleted_travels_as_extensions_only_and_decodes_to_a_deletion() {
         let mut deleting = lease();
         deleting.metadata.deletion_timestamp = Some(Time(at("2026-11-23T10:05:00Z")));

@@ -1,0 +1,317 @@
+//! Our CRDs against OCM's published v1.3.0 schemas (`../shared/reference/ocm-crds-v1.3.0`,
+//! beside the checkout; `OCM_REFERENCE_CRDS` points elsewhere): same group, kind, names, scope,
+//! versions, subresources and printer columns, and every upstream field path present with the
+//! same type and the same validation — so our apiserver admits and defaults exactly what OCM's
+//! does. And the YAML in `deploy/crds/` is what the types generate
+//! (`OCM_UPDATE_CRDS=1 cargo test -p ocm-api --test crd_schemas` rewrites it).
+
+#![allow(clippy::unwrap_used)] // a failing comparison shows the value
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use ocm_api::crds;
+
+fn reference_dir() -> PathBuf {
+    let dir = std::env::var_os("OCM_REFERENCE_CRDS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/ocm-crds-v1.3.0"),
+        PathBuf::from,
+    );
+    assert!(
+        dir.is_dir(),
+        "OCM's reference CRDs are not at {}: they live in ../shared/reference/ocm-crds-v1.3.0 beside the checkout, or set OCM_REFERENCE_CRDS",
+        dir.display()
+    );
+    dir
+}
+
+/// The upstream CRD for `group`/`plural`, as JSON. (File names carry a prefix of their own, so
+/// the CRDs are matched by content.)
+fn upstream(group: &str, plural: &str) -> Value {
+    let dir = reference_dir();
+    let mut found: Vec<(PathBuf, Value)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".crd.yaml"))
+        .map(|p| {
+            let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+            (p, crd)
+        })
+        .filter(|(_, crd)| {
+            crd["spec"]["group"] == group && crd["spec"]["names"]["plural"] == plural
+        })
+        .collect();
+    // Kinds published in two versions (add-ons) have a file per version; the newest sorts last.
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+        .pop()
+        .unwrap_or_else(|| panic!("no upstream CRD for {plural}.{group} in {}", dir.display()))
+        .1
+}
+
+/// Validation keywords that must be equal where upstream sets them.
+const SAME_IF_SET: &[&str] = &[
+    "format",
+    "default",
+    "maxLength",
+    "minLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "maxItems",
+    "minItems",
+    "maxProperties",
+    "nullable",
+    "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-map-type",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-int-or-string",
+];
+
+/// Everything that differs between `ours` and `upstream` below `path`.
+fn compare_schema(path: &str, ours: &Value, upstream: &Value, problems: &mut Vec<String>) {
+    let int_or_string = upstream.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    if !int_or_string && ours.get("type") != upstream.get("type") {
+        problems.push(format!(
+            "{path}: type {} (upstream {})",
+            show(ours.get("type")),
+            show(upstream.get("type"))
+        ));
+    }
+    for key in SAME_IF_SET {
+        if let Some(expected) = upstream.get(*key)
+            && !ours.get(*key).is_some_and(|actual| same(actual, expected))
+        {
+            problems.push(format!(
+                "{path}: {key} {} (upstream {expected})",
+                show(ours.get(*key))
+            ));
+        }
+    }
+    if let Some(expected) = upstream.get("enum") {
+        let set = |v: &Value| {
+            let mut items: Vec<String> = v
+                .as_array()
+                .map(|a| a.iter().map(Value::to_string).collect())
+                .unwrap_or_default();
+            items.sort();
+            items
+        };
+        if ours.get("enum").map(set) != Some(set(expected)) {
+            problems.push(format!(
+                "{path}: enum {} (upstream {expected})",
+                show(ours.get("enum"))
+            ));
+        }
+    }
+    // We must never refuse what OCM admits: whatever we require, upstream requires too.
+    let required = |v: &Value| -> Vec<String> {
+        v.get("required")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let upstream_required = required(upstream);
+    for field in required(ours) {
+        if !upstream_required.contains(&field) {
+            problems.push(format!("{path}: requires {field:?}, upstream does not"));
+        }
+    }
+    let empty = serde_json::Map::new();
+    let properties = |v: &Value| v.get("properties").and_then(Value::as_object).cloned();
+    let ours_properties = properties(ours).unwrap_or_else(|| empty.clone());
+    if let Some(upstream_properties) = properties(upstream) {
+        for (name, expected) in &upstream_properties {
+            let child = format!("{path}.{name}");
+            match ours_properties.get(name) {
+                // ObjectMeta is the apiserver's; both sides only say "object".
+                Some(_) if child == ".metadata" => {}
+                Some(actual) => compare_schema(&child, actual, expected, problems),
+                None => problems.push(format!("{child}: missing")),
+            }
+        }
+        for name in ours_properties.keys() {
+            if !upstream_properties.contains_key(name) {
+                problems.push(format!("{path}.{name}: not in upstream"));
+            }
+        }
+    } else if !ours_properties.is_empty()
+        && upstream
+            .get("x-kubernetes-preserve-unknown-fields")
+            .is_none()
+    {
+        problems.push(format!("{path}: has properties, upstream has none"));
+    }
+    for (key, suffix) in [("items", "[]"), ("additionalProperties", "{}")] {
+        match (ours.get(key), upstream.get(key)) {
+            (Some(actual), Some(expected)) if expected.is_object() => {
+                compare_schema(&format!("{path}{suffix}"), actual, expected, problems);
+            }
+            (None, Some(expected)) if expected.is_object() => {
+                problems.push(format!("{path}{suffix}: missing"));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Equal JSON, with numbers compared by value: the CRD types hold `minimum` as a float, so `0`
+/// comes out as `0.0`.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(a), Some(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn show(value: Option<&Value>) -> String {
+    value.map_or_else(|| "(none)".to_owned(), Value::to_string)
+}
+
+/// Printer columns as `kubectl get` shows them: name, type and JSONPath.
+fn columns(version: &Value) -> Vec<(String, String, String)> {
+    version
+        .get("additionalPrinterColumns")
+        .and_then(Value::as_array)
+        .map(|columns| {
+            columns
+                .iter()
+                .map(|c| {
+                    let field = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                    (field("name"), field("type"), field("jsonPath"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn compare_crd(ours: &Value, upstream: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (o, u) = (&ours["spec"], &upstream["spec"]);
+    for key in ["group", "scope"] {
+        if o[key] != u[key] {
+            problems.push(format!("spec.{key}: {} (upstream {})", o[key], u[key]));
+        }
+    }
+    for key in ["kind", "listKind", "plural", "singular", "shortNames"] {
+        let (ours_names, upstream_names) = (&o["names"][key], &u["names"][key]);
+        if ours_names != upstream_names {
+            problems.push(format!(
+                "spec.names.{key}: {ours_names} (upstream {upstream_names})"
+            ));
+        }
+    }
+    let versions = |spec: &Value| spec["versions"].as_array().cloned().unwrap_or_default();
+    for expected in versions(u) {
+        let name = expected["name"].as_str().unwrap_or_default().to_owned();
+        let Some(actual) = versions(o)
+            .into_iter()
+            .find(|v| v["name"] == expected["name"])
+        else {
+            problems.push(format!("version {name}: missing"));
+            continue;
+        };
+        for key in ["served", "storage", "subresources"] {
+            if actual.get(key) != expected.get(key) {
+                problems.push(format!(
+                    "version {name}: {key} {} (upstream {})",
+                    show(actual.get(key)),
+                    show(expected.get(key))
+                ));
+            }
+        }
+        if columns(&actual) != columns(&expected) {
+            problems.push(format!(
+                "version {name}: printer columns {:?} (upstream {:?})",
+                columns(&actual),
+                columns(&expected)
+            ));
+        }
+        compare_schema(
+            "",
+            &actual["schema"]["openAPIV3Schema"],
+            &expected["schema"]["openAPIV3Schema"],
+            &mut problems,
+        );
+    }
+    problems
+}
+
+#[test]
+fn every_crd_matches_ocms_published_schema() {
+    let mut problems = Vec::new();
+    for (_, crd) in crds::all() {
+        let ours = serde_json::to_value(&crd).unwrap();
+        let reference = upstream(&crd.spec.group, &crd.spec.names.plural);
+        for problem in compare_crd(&ours, &reference) {
+            problems.push(format!("{}: {problem}", crd.spec.names.kind));
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "our CRDs differ from OCM's:\n  {}",
+        problems.join("\n  ")
+    );
+}
+
+#[test]
+fn the_comparison_notices_a_missing_field_a_changed_type_and_a_lost_enum() {
+    let reference = upstream("cluster.open-cluster-management.io", "managedclusters");
+    assert!(compare_crd(&reference, &reference).is_empty());
+    let mut changed = reference.clone();
+    let spec = &mut changed["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+        ["properties"];
+    spec.as_object_mut().unwrap().remove("hubAcceptsClient");
+    spec["leaseDurationSeconds"]["type"] = Value::from("string");
+    spec["taints"]["items"]["properties"]["effect"]
+        .as_object_mut()
+        .unwrap()
+        .remove("enum");
+    changed["spec"]["names"]["shortNames"] = serde_json::json!(["mcl"]);
+    let problems = compare_crd(&changed, &reference);
+    assert_eq!(
+        problems,
+        [
+            "spec.names.shortNames: [\"mcl\"] (upstream [\"mcl\",\"mcls\"])",
+            ".spec.hubAcceptsClient: missing",
+            ".spec.leaseDurationSeconds: type \"string\" (upstream \"integer\")",
+            ".spec.taints[].effect: enum (none) (upstream [\"NoSelect\",\"PreferNoSelect\",\"NoSelectIfNew\"])",
+        ],
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn deploy_crds_are_what_the_types_generate() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/crds");
+    let update = std::env::var_os("OCM_UPDATE_CRDS").is_some();
+    let mut stale = Vec::new();
+    for (place, crd) in crds::all() {
+        let path = deploy.join(crds::file_name(place, &crd));
+        let generated = format!(
+            "# Generated from ocm-api's types; do not edit.\n# Regenerate: OCM_UPDATE_CRDS=1 cargo test -p ocm-api --test crd_schemas\n{}",
+            serde_saphyr::to_string(&crd).unwrap()
+        );
+        if std::fs::read_to_string(&path).ok().as_deref() == Some(generated.as_str()) {
+            continue;
+        }
+        if update {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, generated).unwrap();
+        } else {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "deploy/crds is stale ({}); regenerate with OCM_UPDATE_CRDS=1 cargo test -p ocm-api --test crd_schemas",
+        stale.join(", ")
+    );
+}

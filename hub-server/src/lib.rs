@@ -1,0 +1,6 @@
+//! The ocm-rs hub as a library: what `ocm-hub` runs, in modules small enough to test against a
+//! real apiserver.
+//!
+//! Built so far (issue 4, in progress): installing and verifying OCM's CRDs ([`crds`]).
+
+pub mod crds;
