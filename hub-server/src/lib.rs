@@ -1,6 +1,8 @@
 //! The ocm-rs hub as a library: what `ocm-hub` runs, in modules small enough to test against a
 //! real apiserver.
 //!
-//! Built so far (issue 4, in progress): installing and verifying OCM's CRDs ([`crds`]).
+//! Built so far (issue 4, in progress): installing and verifying OCM's CRDs ([`crds`]), and
+//! the broker's authentication and authorization by the hub's Kubernetes ([`auth`]).
 
+pub mod auth;
 pub mod crds;

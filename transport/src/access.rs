@@ -6,7 +6,7 @@ use crate::event::CloudEvent;
 use crate::event_type::{DataType, EventAction, EventType, SubResource};
 
 /// A resource attribute check: may the caller `verb` this?
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct AccessRequest {
     pub verb: &'static str,
     pub group: String,

@@ -26,7 +26,7 @@ use ocm_proto::{CloudEvent as ProtoEvent, PublishRequest, SubscriptionRequest};
 pub const SUBSCRIPTION_ID_HEADER: &str = "subscription-id";
 
 /// Who is calling.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,

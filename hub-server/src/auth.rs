@@ -1,0 +1,245 @@
+//! Who may talk to the broker, decided by the hub's own Kubernetes: bearer tokens through a
+//! TokenReview, and every Publish and Subscribe through a SubjectAccessReview with OCM's mapping
+//! ([`ocm_transport::access`]), as OCM's gRPC server does. Decisions are cached for a short,
+//! configurable time, so a busy agent costs the apiserver one review per window, not one per
+//! event; a revoked permission takes effect within that window.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ocm_api::k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use ocm_api::k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use ocm_api::kube::api::PostParams;
+use ocm_api::kube::{Api, Client};
+use ocm_transport::access::AccessRequest;
+use ocm_transport::broker::{Authorizer, Identity, TokenAuthenticator};
+
+/// Entries a decision cache holds before it drops expired ones (and, if still full, all).
+const CACHE_LIMIT: usize = 100_000;
+
+/// A small time-bounded cache. The lock is never held across an `.await`.
+struct TtlCache<K, V> {
+    ttl: Duration,
+    entries: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, value)| value.clone())
+    }
+
+    fn put(&self, key: K, value: V) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= CACHE_LIMIT {
+            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            if entries.len() >= CACHE_LIMIT {
+                entries.clear();
+            }
+        }
+        entries.insert(key, (Instant::now(), value));
+    }
+}
+
+/// Bearer tokens checked with a TokenReview against the hub's apiserver (needs `create` on
+/// `tokenreviews`, as in `system:auth-delegator`).
+pub struct TokenReviewAuthenticator {
+    client: Client,
+    /// Keyed by the token's SHA-256, so no token outlives its request in memory.
+    cache: TtlCache<[u8; 32], Result<Identity, String>>,
+}
+
+impl std::fmt::Debug for TokenReviewAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenReviewAuthenticator")
+            .field("cache_ttl", &self.cache.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenReviewAuthenticator {
+    pub fn new(client: Client, cache_ttl: Duration) -> Self {
+        Self {
+            client,
+            cache: TtlCache::new(cache_ttl),
+        }
+    }
+
+    async fn review(&self, token: &str) -> Result<Identity, String> {
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_owned()),
+                audiences: None,
+            },
+            ..TokenReview::default()
+        };
+        let reviewed = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| format!("TokenReview failed: {e}"))?;
+        let status = reviewed.status.unwrap_or_default();
+        if status.authenticated != Some(true) {
+            return Err(match status.error {
+                Some(error) if !error.is_empty() => format!("token not authenticated: {error}"),
+                _ => "token not authenticated".to_owned(),
+            });
+        }
+        let user = status.user.unwrap_or_default();
+        Ok(Identity {
+            user: user.username.unwrap_or_default(),
+            groups: user.groups.unwrap_or_default(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl TokenAuthenticator for TokenReviewAuthenticator {
+    async fn authenticate(&self, token: &str) -> Result<Identity, String> {
+        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .unwrap_or([0; 32]);
+        if let Some(decided) = self.cache.get(&key) {
+            return decided;
+        }
+        let decided = self.review(token).await;
+        // A review that could not be made (the apiserver unreachable) is not a decision.
+        if decided.is_ok() || decided.as_ref().is_err_and(|e| e.starts_with("token not")) {
+            self.cache.put(key, decided.clone());
+        }
+        decided
+    }
+}
+
+/// Publish and Subscribe checked with a SubjectAccessReview (needs `create` on
+/// `subjectaccessreviews`).
+pub struct SubjectAccessReviewAuthorizer {
+    client: Client,
+    cache: TtlCache<(Identity, AccessRequest), bool>,
+}
+
+impl std::fmt::Debug for SubjectAccessReviewAuthorizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubjectAccessReviewAuthorizer")
+            .field("cache_ttl", &self.cache.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubjectAccessReviewAuthorizer {
+    pub fn new(client: Client, cache_ttl: Duration) -> Self {
+        Self {
+            client,
+            cache: TtlCache::new(cache_ttl),
+        }
+    }
+
+    async fn review(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
+        let review = SubjectAccessReview {
+            spec: subject_access_review_spec(who, request),
+            ..SubjectAccessReview::default()
+        };
+        let reviewed = Api::<SubjectAccessReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| format!("SubjectAccessReview failed: {e}"))?;
+        Ok(reviewed.status.is_some_and(|s| s.allowed))
+    }
+}
+
+/// The review OCM's hub makes for `request` by `who`.
+fn subject_access_review_spec(who: &Identity, request: &AccessRequest) -> SubjectAccessReviewSpec {
+    SubjectAccessReviewSpec {
+        user: Some(who.user.clone()),
+        groups: Some(who.groups.clone()),
+        resource_attributes: Some(ResourceAttributes {
+            verb: Some(request.verb.to_owned()),
+            group: Some(request.group.clone()),
+            resource: Some(request.resource.clone()),
+            subresource: request.subresource.map(str::to_owned),
+            namespace: Some(request.namespace.clone()),
+            name: request.name.clone(),
+            ..ResourceAttributes::default()
+        }),
+        ..SubjectAccessReviewSpec::default()
+    }
+}
+
+#[tonic::async_trait]
+impl Authorizer for SubjectAccessReviewAuthorizer {
+    async fn authorize(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
+        let key = (who.clone(), request.clone());
+        if let Some(allowed) = self.cache.get(&key) {
+            return Ok(allowed);
+        }
+        let allowed = self.review(who, request).await?;
+        if !allowed {
+            tracing::info!(user = %who.user, verb = request.verb, resource = %request.resource, namespace = %request.namespace, "denied by RBAC");
+        }
+        self.cache.put(key, allowed);
+        Ok(allowed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_review_names_user_groups_and_ocms_resource_attributes() {
+        let who = Identity {
+            user: "system:open-cluster-management:cluster1:agent".into(),
+            groups: vec!["system:open-cluster-management:cluster1".into()],
+        };
+        let request = AccessRequest {
+            verb: "update",
+            group: "work.open-cluster-management.io".into(),
+            resource: "manifestworks".into(),
+            subresource: Some("status"),
+            namespace: "cluster1".into(),
+            name: None,
+        };
+        let spec = subject_access_review_spec(&who, &request);
+        assert_eq!(spec.user.as_deref(), Some(who.user.as_str()));
+        assert_eq!(spec.groups, Some(who.groups.clone()));
+        let attributes = spec.resource_attributes.unwrap();
+        assert_eq!(attributes.verb.as_deref(), Some("update"));
+        assert_eq!(
+            attributes.group.as_deref(),
+            Some("work.open-cluster-management.io")
+        );
+        assert_eq!(attributes.resource.as_deref(), Some("manifestworks"));
+        assert_eq!(attributes.subresource.as_deref(), Some("status"));
+        assert_eq!(attributes.namespace.as_deref(), Some("cluster1"));
+        assert_eq!(attributes.name, None);
+    }
+
+    #[test]
+    fn cache_entries_expire_and_a_zero_ttl_caches_nothing() {
+        let cache = TtlCache::new(Duration::from_millis(50));
+        cache.put("a", 1);
+        assert_eq!(cache.get(&"a"), Some(1));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(cache.get(&"a"), None);
+        let off = TtlCache::new(Duration::ZERO);
+        off.put("a", 1);
+        assert_eq!(off.get(&"a"), None);
+    }
+}

@@ -1,0 +1,255 @@
+//! The broker's authentication and authorization against a real kube-apiserver: TokenReview for
+//! bearer tokens, SubjectAccessReview with OCM's mapping against real RBAC, and decisions cached
+//! for the configured time only.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
+use std::time::Duration;
+
+use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use ocm_api::k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use ocm_api::k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use ocm_api::kube::api::{DeleteParams, PostParams};
+use ocm_api::kube::{Api, Client};
+use ocm_hub_server::auth::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
+use ocm_testenv::Cluster;
+use ocm_transport::access::AccessRequest;
+use ocm_transport::broker::{Authorizer, Identity, TokenAuthenticator};
+
+fn meta(name: &str, namespace: Option<&str>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.into()),
+        namespace: namespace.map(str::to_owned),
+        ..ObjectMeta::default()
+    }
+}
+
+async fn namespace(client: &Client, name: &str) {
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &Namespace {
+                metadata: meta(name, None),
+                ..Namespace::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+fn agent(cluster: &str) -> Identity {
+    Identity {
+        user: format!("system:open-cluster-management:{cluster}:agent"),
+        groups: vec![
+            format!("system:open-cluster-management:{cluster}"),
+            "system:open-cluster-management:managed-clusters".into(),
+        ],
+    }
+}
+
+fn work_status_update(cluster: &str) -> AccessRequest {
+    AccessRequest {
+        verb: "update",
+        group: "work.open-cluster-management.io".into(),
+        resource: "manifestworks".into(),
+        subresource: Some("status"),
+        namespace: cluster.into(),
+        name: None,
+    }
+}
+
+/// Polls `authorizer` until it answers `expected` (RBAC reaches the authorizer through
+/// informers, a moment after the write).
+async fn until(
+    authorizer: &SubjectAccessReviewAuthorizer,
+    who: &Identity,
+    request: &AccessRequest,
+    expected: bool,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while authorizer.authorize(who, request).await.unwrap() != expected {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "RBAC never answered {expected} for {request:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn access_follows_rbac_with_ocms_mapping_and_decisions_last_only_the_cache_time() {
+    let cluster = Cluster::start("authz").await.unwrap();
+    let client = cluster.client().unwrap();
+    for name in ["cluster1", "cluster2"] {
+        namespace(&client, name).await;
+    }
+    // What OCM's registration grants an accepted cluster's agents in its namespace, in part.
+    Api::<Role>::namespaced(client.clone(), "cluster1")
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta("work-agent", Some("cluster1")),
+                rules: Some(vec![PolicyRule {
+                    api_groups: Some(vec!["work.open-cluster-management.io".into()]),
+                    resources: Some(vec!["manifestworks/status".into()]),
+                    verbs: vec!["update".into(), "patch".into()],
+                    ..PolicyRule::default()
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "cluster1");
+    bindings
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: meta("work-agent", Some("cluster1")),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: "work-agent".into(),
+                },
+                subjects: Some(vec![Subject {
+                    kind: "Group".into(),
+                    name: "system:open-cluster-management:cluster1".into(),
+                    api_group: Some("rbac.authorization.k8s.io".into()),
+                    ..Subject::default()
+                }]),
+            },
+        )
+        .await
+        .unwrap();
+
+    let uncached = SubjectAccessReviewAuthorizer::new(client.clone(), Duration::ZERO);
+    until(
+        &uncached,
+        &agent("cluster1"),
+        &work_status_update("cluster1"),
+        true,
+    )
+    .await;
+    // Another cluster's agent, or this agent in another cluster's namespace: denied.
+    assert!(
+        !uncached
+            .authorize(&agent("cluster2"), &work_status_update("cluster1"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !uncached
+            .authorize(&agent("cluster1"), &work_status_update("cluster2"))
+            .await
+            .unwrap()
+    );
+    // The status subresource was granted, not the work itself.
+    let mut spec_update = work_status_update("cluster1");
+    spec_update.subresource = None;
+    assert!(
+        !uncached
+            .authorize(&agent("cluster1"), &spec_update)
+            .await
+            .unwrap()
+    );
+
+    let cached = SubjectAccessReviewAuthorizer::new(client.clone(), Duration::from_secs(2));
+    assert!(
+        cached
+            .authorize(&agent("cluster1"), &work_status_update("cluster1"))
+            .await
+            .unwrap()
+    );
+    bindings
+        .delete("work-agent", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        &uncached,
+        &agent("cluster1"),
+        &work_status_update("cluster1"),
+        false,
+    )
+    .await;
+    assert!(
+        cached
+            .authorize(&agent("cluster1"), &work_status_update("cluster1"))
+            .await
+            .unwrap(),
+        "within the cache time the earlier decision stands"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(
+        !cached
+            .authorize(&agent("cluster1"), &work_status_update("cluster1"))
+            .await
+            .unwrap(),
+        "after the cache time the revocation is seen"
+    );
+    cluster.stop();
+}
+
+#[tokio::test]
+async fn bearer_tokens_are_checked_with_a_token_review_and_revocation_is_seen() {
+    let cluster = Cluster::start("authn").await.unwrap();
+    let client = cluster.client().unwrap();
+    namespace(&client, "open-cluster-management").await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), "open-cluster-management");
+    accounts
+        .create(
+            &PostParams::default(),
+            &ServiceAccount {
+                metadata: meta("agent-registration-bootstrap", None),
+                ..ServiceAccount::default()
+            },
+        )
+        .await
+        .unwrap();
+    let issued = accounts
+        .create_token_request(
+            "agent-registration-bootstrap",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![],
+                    expiration_seconds: Some(3600),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .unwrap();
+    let token = issued.status.unwrap().token;
+
+    let authenticator = TokenReviewAuthenticator::new(client.clone(), Duration::ZERO);
+    let who = authenticator.authenticate(&token).await.unwrap();
+    assert_eq!(
+        who.user,
+        "system:serviceaccount:open-cluster-management:agent-registration-bootstrap"
+    );
+    assert!(
+        who.groups
+            .iter()
+            .any(|g| g == "system:serviceaccounts:open-cluster-management"),
+        "{who:?}"
+    );
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let err = authenticator.authenticate(&forged).await.unwrap_err();
+    assert!(err.starts_with("token not authenticated"), "{err}");
+
+    // Deleting the ServiceAccount revokes its tokens.
+    accounts
+        .delete("agent-registration-bootstrap", &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while authenticator.authenticate(&token).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a revoked token still authenticates"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster.stop();
+}
