@@ -2,7 +2,9 @@
 //! real apiserver.
 //!
 //! Built so far (issue 4, in progress): installing and verifying OCM's CRDs ([`crds`]), and
-//! the broker's authentication and authorization by the hub's Kubernetes ([`auth`]).
+//! the broker's authentication and authorization by the hub's Kubernetes ([`auth`]), and the
+//! hub's CA and serving certificate kept in Secrets ([`pki`]).
 
 pub mod auth;
 pub mod crds;
+pub mod pki;
