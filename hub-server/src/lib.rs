@@ -3,8 +3,10 @@
 //!
 //! Built so far (issue 4, in progress): installing and verifying OCM's CRDs ([`crds`]), and
 //! the broker's authentication and authorization by the hub's Kubernetes ([`auth`]), and the
-//! hub's CA and serving certificate kept in Secrets ([`pki`]).
+//! hub's CA and serving certificate kept in Secrets ([`pki`]), and the CSR signer's checks,
+//! auto-approval rules and issuing ([`csr`]).
 
 pub mod auth;
 pub mod crds;
+pub mod csr;
 pub mod pki;
