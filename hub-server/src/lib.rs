@@ -4,9 +4,11 @@
 //! Built so far (issue 4, in progress): installing and verifying OCM's CRDs ([`crds`]), and
 //! the broker's authentication and authorization by the hub's Kubernetes ([`auth`]), and the
 //! hub's CA and serving certificate kept in Secrets ([`pki`]), and the CSR signer's checks,
-//! auto-approval rules and issuing ([`csr`]).
+//! auto-approval rules and issuing ([`csr`]) with the controller that applies them
+//! ([`csr_controller`]).
 
 pub mod auth;
 pub mod crds;
 pub mod csr;
+pub mod csr_controller;
 pub mod pki;
