@@ -338,13 +338,13 @@ mod tests {
 
     #[test]
     fn the_csr_user_annotation_counts_only_on_csrs_the_hub_created() {
-        let hub = Some("system:serviceaccount:open-cluster-management-hub:ocm-hub");
-        let via_hub = csr(hub.unwrap(), Some("agent-user"));
-        assert_eq!(requester(&via_hub, hub), "agent-user");
+        let hub = "system:serviceaccount:open-cluster-management-hub:ocm-hub";
+        let via_hub = csr(hub, Some("agent-user"));
+        assert_eq!(requester(&via_hub, Some(hub)), "agent-user");
         // Anyone else writing the annotation does not become someone else.
         let forged = csr("mallory", Some("system:serviceaccount:x:bootstrap"));
-        assert_eq!(requester(&forged, hub), "mallory");
-        assert_eq!(requester(&via_hub, None), hub.unwrap());
+        assert_eq!(requester(&forged, Some(hub)), "mallory");
+        assert_eq!(requester(&via_hub, None), hub);
     }
 
     #[test]
