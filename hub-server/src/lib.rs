@@ -5,10 +5,12 @@
 //! the broker's authentication and authorization by the hub's Kubernetes ([`auth`]), and the
 //! hub's CA and serving certificate kept in Secrets ([`pki`]), and the CSR signer's checks,
 //! auto-approval rules and issuing ([`csr`]) with the controller that applies them
-//! ([`csr_controller`]).
+//! ([`csr_controller`]), and the broker services for the registration data types
+//! ([`services`]).
 
 pub mod auth;
 pub mod crds;
 pub mod csr;
 pub mod csr_controller;
 pub mod pki;
+pub mod services;
