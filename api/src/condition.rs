@@ -57,3 +57,96 @@ pub(crate) const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 pub fn find<'a>(conditions: &'a [Condition], condition_type: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.r#type == condition_type)
 }
+
+/// Sets the condition of `condition_type` to `status`, `reason` and `message`, keeping its
+/// `lastTransitionTime` unless the status changes (as `meta.SetStatusCondition` does). Returns
+/// whether anything changed.
+pub fn set(
+    conditions: &mut Vec<Condition>,
+    condition_type: &str,
+    status: ConditionStatus,
+    reason: &str,
+    message: &str,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    match conditions.iter_mut().find(|c| c.r#type == condition_type) {
+        Some(existing) => {
+            let mut changed = false;
+            if existing.status != status {
+                existing.status = status;
+                existing.last_transition_time = Time(now);
+                changed = true;
+            }
+            if existing.reason != reason || existing.message != message {
+                existing.reason = reason.to_owned();
+                existing.message = message.to_owned();
+                changed = true;
+            }
+            changed
+        }
+        None => {
+            conditions.push(Condition {
+                r#type: condition_type.to_owned(),
+                status,
+                observed_generation: None,
+                last_transition_time: Time(now),
+                reason: reason.to_owned(),
+                message: message.to_owned(),
+            });
+            true
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(second: i64) -> k8s_openapi::jiff::Timestamp {
+        k8s_openapi::jiff::Timestamp::from_second(second).unwrap_or_default()
+    }
+
+    #[test]
+    fn setting_a_condition_moves_its_transition_time_only_when_the_status_changes() {
+        let mut conditions = Vec::new();
+        assert!(set(
+            &mut conditions,
+            "Joined",
+            ConditionStatus::True,
+            "Joined",
+            "ok",
+            at(10)
+        ));
+        assert!(!set(
+            &mut conditions,
+            "Joined",
+            ConditionStatus::True,
+            "Joined",
+            "ok",
+            at(20)
+        ));
+        assert!(set(
+            &mut conditions,
+            "Joined",
+            ConditionStatus::True,
+            "Rejoined",
+            "again",
+            at(30)
+        ));
+        assert_eq!(conditions[0].last_transition_time, Time(at(10)));
+        assert!(set(
+            &mut conditions,
+            "Joined",
+            ConditionStatus::False,
+            "Left",
+            "gone",
+            at(40)
+        ));
+        assert_eq!(conditions[0].last_transition_time, Time(at(40)));
+        assert_eq!(
+            find(&conditions, "Joined").map(|c| c.status),
+            Some(ConditionStatus::False)
+        );
+        assert_eq!(conditions.len(), 1);
+    }
+}

@@ -6,11 +6,13 @@
 //! hub's CA and serving certificate kept in Secrets ([`pki`]), and the CSR signer's checks,
 //! auto-approval rules and issuing ([`csr`]) with the controller that applies them
 //! ([`csr_controller`]), and the broker services for the registration data types
-//! ([`services`]).
+//! ([`services`]), and the acceptance controller granting accepted clusters their RBAC
+//! ([`registration`]).
 
 pub mod auth;
 pub mod crds;
 pub mod csr;
 pub mod csr_controller;
 pub mod pki;
+pub mod registration;
 pub mod services;

@@ -1,0 +1,288 @@
+//! The hub's half of the double opt-in (ocm-behaviours.md §2.1): for every ManagedCluster,
+//! grant its agents what [`super::rbac`] says for its acceptance state, record
+//! `HubAcceptedManagedCluster`, and on deletion remove what was granted, in OCM's order.
+//! Everything is applied with server-side apply, so reconciling twice changes nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use ocm_api::cluster::v1::{CONDITION_HUB_ACCEPTED, ManagedCluster};
+use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use ocm_api::kube::api::{DeleteParams, Patch, PatchParams};
+use ocm_api::kube::core::ClusterResourceScope;
+use ocm_api::kube::runtime::controller::{Action, Controller};
+use ocm_api::kube::runtime::watcher;
+use ocm_api::kube::{Api, Client, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::rbac;
+
+/// The field manager the hub applies its registration objects as.
+pub const FIELD_MANAGER: &str = "ocm-hub";
+/// Held on a ManagedCluster until what was granted for it is removed.
+pub const CLEANUP_FINALIZER: &str = "cluster.open-cluster-management.io/api-resource-cleanup";
+/// Drift (someone deleted a RoleBinding) is corrected at least this often.
+const RESYNC: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+#[error("ManagedCluster {cluster}: {what}: {source}")]
+pub struct AcceptanceError {
+    cluster: String,
+    what: &'static str,
+    #[source]
+    source: Box<ocm_api::kube::Error>,
+}
+
+struct Context {
+    client: Client,
+}
+
+/// Runs the controller until `cancel`.
+pub async fn run(client: Client, cancel: CancellationToken) {
+    let clusters: Api<ManagedCluster> = Api::all(client.clone());
+    Controller::new(clusters, watcher::Config::default())
+        .graceful_shutdown_on(async move { cancel.cancelled().await })
+        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .for_each(|result| async move {
+            if let Err(err) = result {
+                tracing::debug!(%err, "ManagedCluster reconcile");
+            }
+        })
+        .await;
+}
+
+fn error_policy(cluster: Arc<ManagedCluster>, err: &AcceptanceError, _: Arc<Context>) -> Action {
+    tracing::warn!(cluster = ?cluster.metadata.name, %err, "acceptance reconcile failed; retrying");
+    Action::requeue(Duration::from_secs(2))
+}
+
+async fn reconcile(
+    cluster: Arc<ManagedCluster>,
+    ctx: Arc<Context>,
+) -> Result<Action, AcceptanceError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let err = |what: &'static str| {
+        let cluster = name.clone();
+        move |source| AcceptanceError {
+            cluster,
+            what,
+            source: Box::new(source),
+        }
+    };
+    let client = &ctx.client;
+    if cluster.metadata.deletion_timestamp.is_some() {
+        remove_grants(client, &name, true)
+            .await
+            .map_err(err("cleaning up"))?;
+        remove_finalizer(client, &cluster)
+            .await
+            .map_err(err("removing the finalizer"))?;
+        tracing::info!(cluster = %name, "ManagedCluster cleaned up");
+        return Ok(Action::await_change());
+    }
+    let accepted = cluster.spec.hub_accepts_client;
+    apply(client, &rbac::cluster_role(&name, accepted))
+        .await
+        .map_err(err("applying its ClusterRole"))?;
+    apply(client, &rbac::cluster_role_binding(&name))
+        .await
+        .map_err(err("applying its ClusterRoleBinding"))?;
+    let mut conditions = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let was_accepted = condition::find(&conditions, CONDITION_HUB_ACCEPTED)
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    let now = ocm_api::k8s_openapi::jiff::Timestamp::now();
+    let changed = if accepted {
+        add_finalizer(client, &cluster)
+            .await
+            .map_err(err("adding the finalizer"))?;
+        apply(client, &rbac::cluster_namespace(&name))
+            .await
+            .map_err(err("applying its namespace"))?;
+        apply(client, &rbac::shared_registration_role())
+            .await
+            .map_err(err("applying the shared registration role"))?;
+        apply(client, &rbac::shared_work_role())
+            .await
+            .map_err(err("applying the shared work role"))?;
+        apply_binding(client, &rbac::registration_role_binding(&name))
+            .await
+            .map_err(err("applying its registration RoleBinding"))?;
+        apply_binding(client, &rbac::work_role_binding(&name))
+            .await
+            .map_err(err("applying its work RoleBinding"))?;
+        condition::set(
+            &mut conditions,
+            CONDITION_HUB_ACCEPTED,
+            ConditionStatus::True,
+            "HubClusterAdminAccepted",
+            "Accepted by hub cluster admin",
+            now,
+        )
+    } else if was_accepted {
+        remove_grants(client, &name, false)
+            .await
+            .map_err(err("revoking its namespace access"))?;
+        condition::set(
+            &mut conditions,
+            CONDITION_HUB_ACCEPTED,
+            ConditionStatus::False,
+            "HubClusterAdminDenied",
+            "Denied by hub cluster admin",
+            now,
+        )
+    } else {
+        false
+    };
+    if changed {
+        Api::<ManagedCluster>::all(client.clone())
+            .patch_status(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
+            )
+            .await
+            .map_err(err("recording acceptance"))?;
+        tracing::info!(cluster = %name, accepted, "acceptance recorded");
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+/// Server-side apply of a cluster-scoped object.
+async fn apply<K>(client: &Client, object: &K) -> Result<(), ocm_api::kube::Error>
+where
+    K: Resource<DynamicType = (), Scope = ClusterResourceScope>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let name = object.meta().name.clone().unwrap_or_default();
+    Api::<K>::all(client.clone())
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(object),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Server-side apply of a RoleBinding in its namespace.
+async fn apply_binding(client: &Client, binding: &RoleBinding) -> Result<(), ocm_api::kube::Error> {
+    let name = binding.metadata.name.clone().unwrap_or_default();
+    let namespace = binding.metadata.namespace.clone().unwrap_or_default();
+    Api::<RoleBinding>::namespaced(client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(binding),
+        )
+        .await
+        .map(|_| ())
+}
+
+/// Removes the namespace RoleBindings (a denied cluster) and, when `all`, the per-cluster
+/// ClusterRole and ClusterRoleBinding too (a deleted cluster). The namespace stays, as in OCM.
+async fn remove_grants(
+    client: &Client,
+    cluster: &str,
+    all: bool,
+) -> Result<(), ocm_api::kube::Error> {
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), cluster);
+    // No ManifestWork API is served yet, so no work can still need the work binding.
+    let work = rbac::work_role_binding_name(cluster);
+    if bindings.get_opt(&work).await?.is_some() {
+        bindings
+            .patch(
+                &work,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+            )
+            .await?;
+    }
+    for name in [rbac::registration_role_binding_name(cluster), work] {
+        ignore_missing(
+            bindings
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    if all {
+        let name = rbac::cluster_role_name(cluster);
+        ignore_missing(
+            Api::<ClusterRoleBinding>::all(client.clone())
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+        ignore_missing(
+            Api::<ClusterRole>::all(client.clone())
+                .delete(&name, &DeleteParams::default())
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    Ok(())
+}
+
+fn ignore_missing(result: Result<(), ocm_api::kube::Error>) -> Result<(), ocm_api::kube::Error> {
+    match result {
+        Err(ocm_api::kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        other => other,
+    }
+}
+
+async fn add_finalizer(
+    client: &Client,
+    cluster: &ManagedCluster,
+) -> Result<(), ocm_api::kube::Error> {
+    let mut finalizers = cluster.metadata.finalizers.clone().unwrap_or_default();
+    if finalizers.iter().any(|f| f == CLEANUP_FINALIZER) {
+        return Ok(());
+    }
+    finalizers.push(CLEANUP_FINALIZER.to_owned());
+    patch_finalizers(client, cluster, finalizers).await
+}
+
+async fn remove_finalizer(
+    client: &Client,
+    cluster: &ManagedCluster,
+) -> Result<(), ocm_api::kube::Error> {
+    let finalizers: Vec<String> = cluster
+        .metadata
+        .finalizers
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f != CLEANUP_FINALIZER)
+        .collect();
+    patch_finalizers(client, cluster, finalizers).await
+}
+
+/// Replaces the finalizer list, guarded by the resourceVersion it was computed from.
+async fn patch_finalizers(
+    client: &Client,
+    cluster: &ManagedCluster,
+    finalizers: Vec<String>,
+) -> Result<(), ocm_api::kube::Error> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": finalizers,
+        "resourceVersion": cluster.metadata.resource_version,
+    }});
+    ignore_missing(
+        Api::<ManagedCluster>::all(client.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(|_| ()),
+    )
+}

@@ -1,0 +1,350 @@
+//! The double opt-in's hub half on a real apiserver with real RBAC: an unaccepted cluster's
+//! agents may only read their own ManagedCluster; accepting grants the namespace, renewal,
+//! status, lease and work access (and records HubAcceptedManagedCluster); denying takes the
+//! namespace access back; deleting the cluster removes every grant and then the cluster.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
+use std::time::Duration;
+
+use ocm_api::cluster::v1::{CONDITION_HUB_ACCEPTED, ManagedCluster, ManagedClusterSpec};
+use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::k8s_openapi::api::core::v1::Namespace;
+use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
+use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use ocm_api::kube::{Api, Client};
+use ocm_hub_server::auth::SubjectAccessReviewAuthorizer;
+use ocm_hub_server::registration::{acceptance, rbac};
+use ocm_testenv::Cluster;
+use ocm_transport::access::AccessRequest;
+use ocm_transport::broker::{Authorizer, Identity};
+use tokio_util::sync::CancellationToken;
+
+fn agent(cluster: &str) -> Identity {
+    Identity {
+        user: format!("system:open-cluster-management:{cluster}:agent1"),
+        groups: vec![
+            format!("system:open-cluster-management:{cluster}"),
+            "system:open-cluster-management:managed-clusters".into(),
+        ],
+    }
+}
+
+fn ask(
+    verb: &'static str,
+    group: &str,
+    resource: &str,
+    subresource: Option<&'static str>,
+    namespace: &str,
+    name: Option<&str>,
+) -> AccessRequest {
+    AccessRequest {
+        verb,
+        group: group.into(),
+        resource: resource.into(),
+        subresource,
+        namespace: namespace.into(),
+        name: name.map(str::to_owned),
+    }
+}
+
+/// What an agent of cluster1 asks the broker for, and whether each should be allowed.
+fn agent_requests(accepted: bool) -> Vec<(AccessRequest, bool)> {
+    vec![
+        (
+            ask(
+                "watch",
+                "cluster.open-cluster-management.io",
+                "managedclusters",
+                None,
+                "cluster1",
+                Some("cluster1"),
+            ),
+            true,
+        ),
+        (
+            ask(
+                "update",
+                "cluster.open-cluster-management.io",
+                "managedclusters",
+                Some("status"),
+                "cluster1",
+                Some("cluster1"),
+            ),
+            accepted,
+        ),
+        (
+            ask(
+                "renew",
+                "register.open-cluster-management.io",
+                "managedclusters",
+                Some("clientcertificates"),
+                "",
+                Some("cluster1"),
+            ),
+            accepted,
+        ),
+        (
+            ask(
+                "update",
+                "coordination.k8s.io",
+                "leases",
+                None,
+                "cluster1",
+                None,
+            ),
+            accepted,
+        ),
+        (
+            ask(
+                "watch",
+                "work.open-cluster-management.io",
+                "manifestworks",
+                None,
+                "cluster1",
+                None,
+            ),
+            accepted,
+        ),
+        (
+            ask(
+                "update",
+                "work.open-cluster-management.io",
+                "manifestworks",
+                Some("status"),
+                "cluster1",
+                None,
+            ),
+            accepted,
+        ),
+        (
+            ask("create", "events.k8s.io", "events", None, "cluster1", None),
+            accepted,
+        ),
+        // Never another cluster's.
+        (
+            ask(
+                "watch",
+                "cluster.open-cluster-management.io",
+                "managedclusters",
+                None,
+                "cluster2",
+                Some("cluster2"),
+            ),
+            false,
+        ),
+        (
+            ask(
+                "update",
+                "coordination.k8s.io",
+                "leases",
+                None,
+                "cluster2",
+                None,
+            ),
+            false,
+        ),
+    ]
+}
+
+/// Waits until RBAC answers every request as expected (RBAC reaches the authorizer a moment
+/// after the write).
+async fn until_rbac(authorizer: &SubjectAccessReviewAuthorizer, accepted: bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut wrong = Vec::new();
+        for (request, expected) in agent_requests(accepted) {
+            if authorizer
+                .authorize(&agent("cluster1"), &request)
+                .await
+                .unwrap()
+                != expected
+            {
+                wrong.push(format!(
+                    "{} {}/{:?} in {:?}: expected {expected}",
+                    request.verb, request.resource, request.subresource, request.namespace
+                ));
+            }
+        }
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "RBAC still wrong (accepted={accepted}):\n{}",
+            wrong.join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn accepted_condition(clusters: &Api<ManagedCluster>) -> Option<ConditionStatus> {
+    let cluster = clusters.get("cluster1").await.ok()?;
+    let conditions = cluster.status.map(|s| s.conditions).unwrap_or_default();
+    condition::find(&conditions, CONDITION_HUB_ACCEPTED).map(|c| c.status)
+}
+
+async fn set_accepted(clusters: &Api<ManagedCluster>, accepted: bool) {
+    clusters
+        .patch(
+            "cluster1",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"spec": {"hubAcceptsClient": accepted}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
+    let hub = Cluster::start("accept").await.unwrap();
+    let kube: Client = hub.client().unwrap();
+    ocm_hub_server::crds::install(&kube, &ocm_api::crds::hub(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let controller = tokio::spawn(acceptance::run(kube.clone(), cancel.clone()));
+    let authorizer = SubjectAccessReviewAuthorizer::new(kube.clone(), Duration::ZERO);
+    let clusters: Api<ManagedCluster> = Api::all(kube.clone());
+    let roles: Api<ClusterRole> = Api::all(kube.clone());
+    let bindings: Api<RoleBinding> = Api::namespaced(kube.clone(), "cluster1");
+
+    // Joined, not accepted: read its own ManagedCluster, nothing else, and no namespace.
+    clusters
+        .create(
+            &PostParams::default(),
+            &ManagedCluster::new("cluster1", ManagedClusterSpec::default()),
+        )
+        .await
+        .unwrap();
+    until_rbac(&authorizer, false).await;
+    assert!(
+        Api::<Namespace>::all(kube.clone())
+            .get_opt("cluster1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(accepted_condition(&clusters).await, None);
+
+    // Accepted.
+    set_accepted(&clusters, true).await;
+    until_rbac(&authorizer, true).await;
+    eventually("HubAcceptedManagedCluster=True", async || {
+        (accepted_condition(&clusters).await == Some(ConditionStatus::True)).then_some(())
+    })
+    .await;
+    let namespace = Api::<Namespace>::all(kube.clone())
+        .get("cluster1")
+        .await
+        .unwrap();
+    assert_eq!(
+        namespace.metadata.labels.unwrap()["open-cluster-management.io/cluster-name"],
+        "cluster1"
+    );
+    let work = bindings
+        .get(&rbac::work_role_binding_name("cluster1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        work.metadata.finalizers,
+        Some(vec![rbac::WORK_CLEANUP_FINALIZER.to_owned()])
+    );
+    let finalizers = clusters
+        .get("cluster1")
+        .await
+        .unwrap()
+        .metadata
+        .finalizers
+        .unwrap();
+    assert!(finalizers.contains(&acceptance::CLEANUP_FINALIZER.to_owned()));
+
+    // Denied: the namespace access goes, the namespace stays.
+    set_accepted(&clusters, false).await;
+    until_rbac(&authorizer, false).await;
+    eventually("HubAcceptedManagedCluster=False", async || {
+        (accepted_condition(&clusters).await == Some(ConditionStatus::False)).then_some(())
+    })
+    .await;
+    assert!(
+        bindings
+            .get_opt(&rbac::registration_role_binding_name("cluster1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        bindings
+            .get_opt(&rbac::work_role_binding_name("cluster1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        Api::<Namespace>::all(kube.clone())
+            .get_opt("cluster1")
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // Accepted again, then deleted: every grant goes, then the ManagedCluster itself.
+    set_accepted(&clusters, true).await;
+    until_rbac(&authorizer, true).await;
+    clusters
+        .delete("cluster1", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually("the ManagedCluster to go", async || {
+        clusters
+            .get_opt("cluster1")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        roles
+            .get_opt(&rbac::cluster_role_name("cluster1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        bindings
+            .get_opt(&rbac::registration_role_binding_name("cluster1"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    eventually("the agent's access to end", async || {
+        let allowed = authorizer
+            .authorize(&agent("cluster1"), &agent_requests(true)[0].0)
+            .await
+            .unwrap();
+        (!allowed).then_some(())
+    })
+    .await;
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .unwrap()
+        .unwrap();
+    hub.stop();
+}
