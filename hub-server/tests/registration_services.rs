@@ -170,7 +170,11 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         (
             DataType::leases(),
             Arc::new(RegistrationService::new(
-                LeaseOps::new(kube.clone()),
+                LeaseOps::new(
+                    kube.clone(),
+                    Arc::new(ocm_hub_server::registration::liveness::Liveness::new()),
+                    Duration::ZERO,
+                ),
                 outbox.clone(),
             )),
         ),

@@ -30,7 +30,7 @@ pub const TAINT_UNAVAILABLE: &str = "cluster.open-cluster-management.io/unavaila
 /// The desired state of a managed cluster.
 // clippy reads the printer columns' repeated `type_ = "string"` as duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "cluster.open-cluster-management.io",
     version = "v1",
@@ -86,6 +86,18 @@ pub struct ManagedClusterSpec {
 
 fn default_lease_duration_seconds() -> i32 {
     60
+}
+
+/// As the apiserver defaults it: a 60 s lease.
+impl Default for ManagedClusterSpec {
+    fn default() -> Self {
+        Self {
+            managed_cluster_client_configs: Vec::new(),
+            hub_accepts_client: false,
+            lease_duration_seconds: default_lease_duration_seconds(),
+            taints: Vec::new(),
+        }
+    }
 }
 
 /// The managed cluster's apiserver address.

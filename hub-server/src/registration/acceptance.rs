@@ -9,8 +9,10 @@ use std::time::Duration;
 use futures::StreamExt as _;
 use ocm_api::cluster::v1::{CONDITION_HUB_ACCEPTED, ManagedCluster};
 use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use ocm_api::kube::api::{DeleteParams, Patch, PatchParams};
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::core::ClusterResourceScope;
 use ocm_api::kube::runtime::controller::{Action, Controller};
 use ocm_api::kube::runtime::watcher;
@@ -20,6 +22,8 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::rbac;
+use crate::csr::CLUSTER_NAME_LABEL;
+use crate::services::leases::CLUSTER_LEASE;
 
 /// The field manager the hub applies its registration objects as.
 pub const FIELD_MANAGER: &str = "ocm-hub";
@@ -118,6 +122,9 @@ async fn reconcile(
         apply_binding(client, &rbac::work_role_binding(&name))
             .await
             .map_err(err("applying its work RoleBinding"))?;
+        create_lease(client, &cluster)
+            .await
+            .map_err(err("creating its lease"))?;
         condition::set(
             &mut conditions,
             CONDITION_HUB_ACCEPTED,
@@ -187,6 +194,39 @@ async fn apply_binding(client: &Client, binding: &RoleBinding) -> Result<(), ocm
         )
         .await
         .map(|_| ())
+}
+
+/// The cluster lease the agent renews, created once (renewed from now, so a cluster whose
+/// agent never renews becomes Unknown after the grace period).
+async fn create_lease(
+    client: &Client,
+    cluster: &ManagedCluster,
+) -> Result<(), ocm_api::kube::Error> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let lease = Lease {
+        metadata: ObjectMeta {
+            name: Some(CLUSTER_LEASE.to_owned()),
+            namespace: Some(name.clone()),
+            labels: Some([(CLUSTER_NAME_LABEL.to_owned(), name.clone())].into()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(CLUSTER_LEASE.to_owned()),
+            lease_duration_seconds: i32::try_from(
+                super::availability::lease_duration(cluster).as_secs(),
+            )
+            .ok(),
+            renew_time: Some(MicroTime(ocm_api::k8s_openapi::jiff::Timestamp::now())),
+            ..LeaseSpec::default()
+        }),
+    };
+    match Api::<Lease>::namespaced(client.clone(), &name)
+        .create(&PostParams::default(), &lease)
+        .await
+    {
+        Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 /// Removes the namespace RoleBindings (a denied cluster) and, when `all`, the per-cluster

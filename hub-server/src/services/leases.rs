@@ -2,18 +2,28 @@
 //! namespace; the hub creates the lease, so an update of a missing one is `NotFound`, as OCM's
 //! agents expect.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
-use ocm_api::kube::api::{ListParams, PostParams};
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use ocm_api::kube::api::{ListParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::{Api, Client};
 use ocm_transport::registration::{CLUSTER_NAME_LABEL, RegistrationKind};
 use ocm_transport::status_error;
 use tonic::Status;
 
 use super::{KindOps, kube_status};
+use crate::registration::liveness::Liveness;
+
+/// The lease each cluster's agent renews (OCM's name).
+pub const CLUSTER_LEASE: &str = "managed-cluster-lease";
 
 #[derive(Clone)]
 pub struct LeaseOps {
     client: Client,
+    liveness: Arc<Liveness>,
+    write_interval: Duration,
 }
 
 impl std::fmt::Debug for LeaseOps {
@@ -23,8 +33,14 @@ impl std::fmt::Debug for LeaseOps {
 }
 
 impl LeaseOps {
-    pub fn new(client: Client) -> Self {
-        Self { client }
+    /// Renewals of the cluster lease go to `liveness`; the Lease object is written at most
+    /// every `write_interval` (other leases in the namespace are written through).
+    pub fn new(client: Client, liveness: Arc<Liveness>, write_interval: Duration) -> Self {
+        Self {
+            client,
+            liveness,
+            write_interval,
+        }
     }
 }
 
@@ -45,6 +61,22 @@ impl KindOps for LeaseOps {
     async fn update(&self, lease: Lease) -> Result<(), Status> {
         let namespace = lease.metadata.namespace.clone().unwrap_or_default();
         let name = lease.metadata.name.clone().unwrap_or_default();
+        let now = jiff::Timestamp::now();
+        let cluster_lease = name == CLUSTER_LEASE;
+        if cluster_lease {
+            let renewed = lease
+                .spec
+                .as_ref()
+                .and_then(|s| s.renew_time.as_ref())
+                .map_or(now, |t| t.0);
+            self.liveness.renewed(&namespace, renewed);
+            if !self
+                .liveness
+                .write_due(&namespace, now, self.write_interval)
+            {
+                return Ok(());
+            }
+        }
         let api = Api::<Lease>::namespaced(self.client.clone(), &namespace);
         // A PUT would create a missing lease; the hub creates leases, so say NotFound, which
         // OCM's agents act on.
@@ -60,6 +92,17 @@ impl KindOps for LeaseOps {
                 }),
             );
             return Err(Status::failed_precondition(missing.to_grpc_message()));
+        }
+        if cluster_lease {
+            // Only the renewal matters, and a patch never conflicts with the hub's own writes.
+            let spec = lease.spec.unwrap_or_default();
+            let renew_time = spec.renew_time.unwrap_or(MicroTime(now));
+            let patch = serde_json::json!({"spec": {"renewTime": renew_time}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(kube_status)?;
+            self.liveness.wrote(&namespace, now);
+            return Ok(());
         }
         api.replace(&name, &PostParams::default(), &lease)
             .await

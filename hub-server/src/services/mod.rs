@@ -10,7 +10,7 @@
 mod clusters;
 mod csrs;
 mod events;
-mod leases;
+pub mod leases;
 mod outbox;
 pub mod source;
 

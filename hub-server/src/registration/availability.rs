@@ -1,0 +1,352 @@
+//! Cluster availability and taints (ocm-behaviours.md §2.1): an accepted cluster whose agent
+//! stopped renewing for `grace × leaseDurationSeconds` becomes `Available=Unknown`
+//! (`ManagedClusterLeaseUpdateStopped`), and every cluster carries the NoSelect taint its
+//! Available condition calls for — `unreachable` when Unknown or missing, `unavailable` when
+//! False, none when True. Renewals come from memory ([`Liveness`]); the apiserver is written
+//! only when a condition or taint actually changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use jiff::Timestamp;
+use ocm_api::cluster::v1::{
+    CONDITION_AVAILABLE, ManagedCluster, TAINT_UNAVAILABLE, TAINT_UNREACHABLE, Taint, TaintEffect,
+};
+use ocm_api::condition::{self, Condition, ConditionStatus};
+use ocm_api::k8s_openapi::api::coordination::v1::Lease;
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use ocm_api::kube::api::{ListParams, Patch, PatchParams};
+use ocm_api::kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use ocm_api::kube::{Api, Client};
+use tokio_util::sync::CancellationToken;
+
+use super::liveness::{Liveness, lease_expired};
+use crate::csr::CLUSTER_NAME_LABEL;
+
+/// How availability is judged.
+#[derive(Debug, Clone, Copy)]
+pub struct AvailabilityConfig {
+    /// A cluster is lost after this many lease durations without a renewal (OCM: 5).
+    pub grace_multiplier: u32,
+    /// How often clusters are checked.
+    pub check_every: Duration,
+}
+
+impl Default for AvailabilityConfig {
+    fn default() -> Self {
+        Self {
+            grace_multiplier: 5,
+            check_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The lease duration a cluster asks for (0 means OCM's 60 s).
+pub fn lease_duration(cluster: &ManagedCluster) -> Duration {
+    match u64::try_from(cluster.spec.lease_duration_seconds) {
+        Ok(seconds) if seconds > 0 => Duration::from_secs(seconds),
+        _ => Duration::from_secs(60),
+    }
+}
+
+/// The Available condition the hub sets for `cluster`, if it sets one now: `Unknown` once an
+/// accepted cluster's lease expired (and it is not already Unknown).
+pub fn lost_condition(
+    cluster: &ManagedCluster,
+    renewed: Option<Timestamp>,
+    now: Timestamp,
+    grace_multiplier: u32,
+) -> Option<Vec<Condition>> {
+    if !cluster.spec.hub_accepts_client || cluster.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    if !lease_expired(renewed, now, lease_duration(cluster), grace_multiplier) {
+        return None;
+    }
+    let mut conditions = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let changed = condition::set(
+        &mut conditions,
+        CONDITION_AVAILABLE,
+        ConditionStatus::Unknown,
+        "ManagedClusterLeaseUpdateStopped",
+        &format!(
+            "Registration agent stopped updating its lease within {} seconds.",
+            (lease_duration(cluster) * grace_multiplier).as_secs()
+        ),
+        now,
+    );
+    changed.then_some(conditions)
+}
+
+/// The taints `cluster` should carry, if they differ from what it has: the other taints kept,
+/// `unreachable`/`unavailable` added or removed by its Available condition.
+pub fn desired_taints(cluster: &ManagedCluster, now: Timestamp) -> Option<Vec<Taint>> {
+    let conditions = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    let wanted = match condition::find(conditions, CONDITION_AVAILABLE).map(|c| c.status) {
+        None | Some(ConditionStatus::Unknown) => Some(TAINT_UNREACHABLE),
+        Some(ConditionStatus::False) => Some(TAINT_UNAVAILABLE),
+        Some(ConditionStatus::True) => None,
+    };
+    let current = &cluster.spec.taints;
+    let ours = |t: &Taint| t.key == TAINT_UNREACHABLE || t.key == TAINT_UNAVAILABLE;
+    let has_exactly = match wanted {
+        Some(key) => current
+            .iter()
+            .filter(|t| ours(t))
+            .map(|t| t.key.as_str())
+            .eq([key]),
+        None => !current.iter().any(ours),
+    };
+    if has_exactly {
+        return None;
+    }
+    let mut taints: Vec<Taint> = current.iter().filter(|t| !ours(t)).cloned().collect();
+    if let Some(key) = wanted {
+        taints.push(Taint {
+            key: key.to_owned(),
+            value: String::new(),
+            effect: TaintEffect::NoSelect,
+            time_added: Some(Time(now)),
+        });
+    }
+    Some(taints)
+}
+
+/// Runs until `cancel`: seeds liveness from the stored Leases, then checks every cluster every
+/// `config.check_every`.
+pub async fn run(
+    client: Client,
+    liveness: Arc<Liveness>,
+    config: AvailabilityConfig,
+    cancel: CancellationToken,
+) {
+    let clusters: Api<ManagedCluster> = Api::all(client.clone());
+    let (store, writer) = reflector::store();
+    let reflect = reflector(
+        writer,
+        watcher(clusters.clone(), watcher::Config::default()),
+    )
+    .default_backoff()
+    .for_each(|_| async {});
+    let reflecting = tokio::spawn(async move {
+        reflect.await;
+    });
+    seed(&client, &liveness).await;
+    let mut tick = tokio::time::interval(config.check_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        if store.wait_until_ready().await.is_err() {
+            break;
+        }
+        let now = Timestamp::now();
+        for cluster in store.state() {
+            check(&clusters, &cluster, &liveness, config, now).await;
+        }
+    }
+    reflecting.abort();
+}
+
+async fn check(
+    clusters: &Api<ManagedCluster>,
+    cluster: &ManagedCluster,
+    liveness: &Liveness,
+    config: AvailabilityConfig,
+    now: Timestamp,
+) {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    // Guarded by the resourceVersion seen, so an agent's concurrent report is never lost; a
+    // conflict is retried on the next check with the newer object.
+    let version = cluster.metadata.resource_version.clone();
+    if let Some(conditions) = lost_condition(
+        cluster,
+        liveness.last_renewed(&name),
+        now,
+        config.grace_multiplier,
+    ) {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": version},
+            "status": {"conditions": conditions},
+        });
+        match clusters
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => tracing::warn!(cluster = %name, "lease expired; cluster availability unknown"),
+            Err(err) => tracing::debug!(cluster = %name, %err, "availability not recorded yet"),
+        }
+        return;
+    }
+    if let Some(taints) = desired_taints(cluster, now) {
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": version},
+            "spec": {"taints": taints},
+        });
+        match clusters
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(cluster = %name, taints = ?taints.iter().map(|t| &t.key).collect::<Vec<_>>(), "taints updated")
+            }
+            Err(err) => tracing::debug!(cluster = %name, %err, "taints not updated yet"),
+        }
+    }
+}
+
+/// Liveness after a hub restart starts from the Leases' renew times.
+async fn seed(client: &Client, liveness: &Liveness) {
+    let leases: Api<Lease> = Api::all(client.clone());
+    match leases
+        .list(&ListParams::default().labels(CLUSTER_NAME_LABEL))
+        .await
+    {
+        Ok(list) => {
+            for lease in list.items {
+                let cluster = lease
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(CLUSTER_NAME_LABEL))
+                    .cloned()
+                    .unwrap_or_default();
+                let renewed = lease
+                    .spec
+                    .and_then(|s| s.renew_time.or(s.acquire_time))
+                    .map(|t| t.0);
+                if let Some(renewed) = renewed {
+                    liveness.seed(&cluster, renewed);
+                }
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot read Leases to seed liveness"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ocm_api::cluster::v1::{ManagedClusterSpec, ManagedClusterStatus};
+
+    use super::*;
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(second).unwrap_or_default()
+    }
+
+    fn cluster(
+        accepted: bool,
+        available: Option<ConditionStatus>,
+        taints: &[&str],
+    ) -> ManagedCluster {
+        let mut cluster = ManagedCluster::new(
+            "c1",
+            ManagedClusterSpec {
+                hub_accepts_client: accepted,
+                lease_duration_seconds: 60,
+                taints: taints
+                    .iter()
+                    .map(|k| Taint {
+                        key: (*k).to_owned(),
+                        value: String::new(),
+                        effect: TaintEffect::NoSelect,
+                        time_added: None,
+                    })
+                    .collect(),
+                ..ManagedClusterSpec::default()
+            },
+        );
+        let mut conditions = Vec::new();
+        if let Some(status) = available {
+            condition::set(
+                &mut conditions,
+                CONDITION_AVAILABLE,
+                status,
+                "r",
+                "m",
+                at(0),
+            );
+        }
+        cluster.status = Some(ManagedClusterStatus {
+            conditions,
+            ..ManagedClusterStatus::default()
+        });
+        cluster
+    }
+
+    #[test]
+    fn an_accepted_cluster_that_stopped_renewing_becomes_unknown_once() {
+        let alive = cluster(true, Some(ConditionStatus::True), &[]);
+        assert_eq!(lost_condition(&alive, Some(at(0)), at(299), 5), None);
+        let lost = lost_condition(&alive, Some(at(0)), at(300), 5).expect("lost");
+        let available = condition::find(&lost, CONDITION_AVAILABLE).unwrap();
+        assert_eq!(available.status, ConditionStatus::Unknown);
+        assert_eq!(available.reason, "ManagedClusterLeaseUpdateStopped");
+        let mut already = alive.clone();
+        already.status.as_mut().unwrap().conditions = lost;
+        assert_eq!(
+            lost_condition(&already, Some(at(0)), at(400), 5),
+            None,
+            "written once"
+        );
+        let unaccepted = cluster(false, None, &[]);
+        assert_eq!(lost_condition(&unaccepted, None, at(1000), 5), None);
+    }
+
+    #[test]
+    fn taints_follow_the_available_condition_and_keep_everyone_elses() {
+        let keys =
+            |t: Option<Vec<Taint>>| t.map(|t| t.into_iter().map(|t| t.key).collect::<Vec<_>>());
+        assert_eq!(
+            keys(desired_taints(&cluster(true, None, &[]), at(0))),
+            Some(vec![TAINT_UNREACHABLE.to_owned()])
+        );
+        assert_eq!(
+            keys(desired_taints(
+                &cluster(
+                    true,
+                    Some(ConditionStatus::False),
+                    &["team/x", TAINT_UNREACHABLE]
+                ),
+                at(0)
+            )),
+            Some(vec!["team/x".to_owned(), TAINT_UNAVAILABLE.to_owned()])
+        );
+        assert_eq!(
+            keys(desired_taints(
+                &cluster(
+                    true,
+                    Some(ConditionStatus::True),
+                    &["team/x", TAINT_UNREACHABLE]
+                ),
+                at(0)
+            )),
+            Some(vec!["team/x".to_owned()])
+        );
+        assert_eq!(
+            desired_taints(
+                &cluster(true, Some(ConditionStatus::True), &["team/x"]),
+                at(0)
+            ),
+            None
+        );
+        assert_eq!(
+            desired_taints(
+                &cluster(true, Some(ConditionStatus::Unknown), &[TAINT_UNREACHABLE]),
+                at(0)
+            ),
+            None
+        );
+    }
+}
