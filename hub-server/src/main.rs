@@ -1,27 +1,152 @@
 //! `ocm-hub`: the ocm-rs hub. It runs against the hub cluster's kube-apiserver, keeps OCM's API
-//! objects there as CRDs, runs the controllers (registration, leases, CSR signing, work status,
-//! placement, add-ons) and serves the CloudEvents broker that spoke agents connect to.
-//!
-//! Today it answers `--help` and `--version`; serving arrives with the transport (issue 3) and
-//! registration (issue 4) work, and refuses to pretend before then.
+//! objects there as CRDs, runs the registration controllers (CSR signing, acceptance,
+//! availability) and serves the CloudEvents broker that spoke agents connect to.
 
 #![allow(clippy::print_stderr)] // the binary's edge reports on the terminal
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-/// The ocm-rs hub: OCM's controllers and CloudEvents broker.
+use anyhow::Context as _;
+use clap::Parser;
+use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
+use ocm_api::kube::{Client, Config};
+use ocm_hub_server::hub::{self, HubConfig};
+use ocm_hub_server::pki::PkiConfig;
+use ocm_hub_server::registration::availability::AvailabilityConfig;
+use ocm_transport::broker::BrokerConfig;
+use ocm_transport::grpc_config::parse_go_duration;
+use tokio_util::sync::CancellationToken;
+
+/// The ocm-rs hub: OCM's registration controllers and CloudEvents broker.
 #[derive(Debug, Parser)]
 #[command(name = "ocm-hub", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    /// Kubeconfig of the hub cluster (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "OCM_HUB_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Where the CloudEvents gRPC broker listens (mutual TLS).
+    #[arg(long, default_value = "0.0.0.0:8090")]
+    grpc_listen: SocketAddr,
+    /// Where /healthz, /readyz and /metrics are served (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:8091")]
+    health_listen: SocketAddr,
+    /// Host names and IP addresses agents reach the broker by (its serving certificate's SANs).
+    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1")]
+    grpc_hosts: Vec<String>,
+    /// The hub's namespace (its CA and serving certificate Secrets live there).
+    #[arg(long, default_value = "open-cluster-management-hub")]
+    namespace: String,
+    /// Serving certificate and key (PEM) to use instead of generating one.
+    #[arg(long, requires = "grpc_key_file")]
+    grpc_cert_file: Option<PathBuf>,
+    #[arg(long, requires = "grpc_cert_file")]
+    grpc_key_file: Option<PathBuf>,
+    /// Users whose cluster join requests are approved without a person.
+    #[arg(long, value_delimiter = ',')]
+    auto_approved_users: Vec<String>,
+    /// Lifetime of the agents' client certificates.
+    #[arg(long, default_value = "24h", value_parser = duration)]
+    client_cert_validity: Duration,
+    /// How long authentication and authorization decisions are reused.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    auth_cache_ttl: Duration,
+    /// A cluster is Unknown after this many lease durations without a renewal.
+    #[arg(long, default_value_t = 5)]
+    lease_grace_multiplier: u32,
+    /// How often a cluster's Lease object is rewritten (renewals are kept in memory).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    lease_write_interval: Duration,
+    /// Heartbeat on every Subscribe stream.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    heartbeat_interval: Duration,
+    /// Largest CloudEvent accepted or sent, bytes.
+    #[arg(long, default_value_t = 4 << 20)]
+    max_message_size: usize,
+}
 
-fn main() -> std::process::ExitCode {
-    let Cli {} = Cli::parse();
-    eprintln!(
-        "ocm-hub {}: the hub's broker and controllers are not part of this build yet; \
-         see `ocm-hub --help`",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_go_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 10s, 5m or 24h"))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ocm-hub: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = client(cli.kubeconfig.as_deref()).await?;
+    let mut pki = PkiConfig::new(cli.grpc_hosts);
+    pki.namespace = cli.namespace;
+    let config = HubConfig {
+        grpc_listen: cli.grpc_listen,
+        health_listen: cli.health_listen,
+        pki,
+        serving_files: cli.grpc_cert_file.zip(cli.grpc_key_file),
+        client_cert_validity: cli.client_cert_validity,
+        auto_approved_users: cli.auto_approved_users,
+        auth_cache_ttl: cli.auth_cache_ttl,
+        availability: AvailabilityConfig {
+            grace_multiplier: cli.lease_grace_multiplier,
+            ..AvailabilityConfig::default()
+        },
+        lease_write_interval: cli.lease_write_interval,
+        broker: BrokerConfig {
+            heartbeat_interval: cli.heartbeat_interval,
+            ..BrokerConfig::default()
+        },
+        max_message_size: cli.max_message_size,
+    };
+    let cancel = CancellationToken::new();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    hub::run(client, config, cancel).await?;
+    Ok(())
+}
+
+async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer()
+            .await
+            .context("no hub cluster: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,277 @@
+//! The hub, assembled: CRDs, PKI, the broker with Kubernetes authentication and authorization,
+//! the registration services and their change publishers, the CSR signer, acceptance and
+//! availability — and `/healthz`, `/readyz`, `/metrics`. `ocm-hub` is this with flags.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ocm_api::cluster::v1::ManagedCluster;
+use ocm_api::k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use ocm_api::k8s_openapi::api::coordination::v1::Lease;
+use ocm_api::kube::api::PostParams;
+use ocm_api::kube::runtime::watcher;
+use ocm_api::kube::{Api, Client};
+use ocm_transport::broker::{self, Broker, BrokerConfig, EventHandler};
+use ocm_transport::event_type::DataType;
+use ocm_transport::registration::{CLUSTER_NAME_LABEL, RegistrationKind};
+use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
+use crate::csr_controller::{self, Signer, SignerConfig};
+use crate::http::{self, Readiness};
+use crate::metrics::{Counted, HubMetrics};
+use crate::pki::{self, PkiConfig};
+use crate::registration::availability::{self, AvailabilityConfig};
+use crate::registration::{acceptance, liveness::Liveness};
+use crate::services::source::publish_changes;
+use crate::services::{
+    CsrOps, EventOps, KindOps, LeaseOps, ManagedClusterOps, Outbox, RegistrationService,
+};
+
+/// Everything the hub is configured with.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub grpc_listen: SocketAddr,
+    pub health_listen: SocketAddr,
+    pub pki: PkiConfig,
+    /// A serving certificate and key (PEM files) to use instead of the generated one.
+    pub serving_files: Option<(PathBuf, PathBuf)>,
+    pub client_cert_validity: Duration,
+    pub auto_approved_users: Vec<String>,
+    pub auth_cache_ttl: Duration,
+    pub availability: AvailabilityConfig,
+    pub lease_write_interval: Duration,
+    pub broker: BrokerConfig,
+    pub max_message_size: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error("binding {what} on {address}: {source}")]
+    Bind {
+        what: &'static str,
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Crds(#[from] crate::crds::CrdError),
+    #[error(transparent)]
+    Pki(#[from] pki::PkiError),
+    #[error("reading the serving certificate {path}: {source}")]
+    ServingFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("the broker stopped: {0}")]
+    Broker(String),
+}
+
+/// Runs the hub against `client`'s cluster until `cancel`.
+pub async fn run(
+    client: Client,
+    config: HubConfig,
+    cancel: CancellationToken,
+) -> Result<(), HubError> {
+    let mut registry = Registry::default();
+    let metrics = HubMetrics::register(&mut registry);
+    let readiness = Arc::new(Readiness::default());
+    let health = bind(config.health_listen, "the health endpoint").await?;
+    tokio::spawn(http::serve(
+        health,
+        Arc::clone(&readiness),
+        Arc::new(registry),
+        cancel.clone(),
+    ));
+
+    crate::crds::install(&client, &ocm_api::crds::hub(), Duration::from_secs(60)).await?;
+    let hub_pki = pki::ensure(&client, &config.pki).await?;
+    let serving = match &config.serving_files {
+        Some((cert, key)) => PemIdentity {
+            cert_chain: read(cert).await?,
+            key: read(key).await?,
+        },
+        None => hub_pki.serving.clone(),
+    };
+    let hub_user = own_user(&client).await;
+
+    let outbox = Outbox::new();
+    let liveness = Arc::new(Liveness::new());
+    let mut handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::new();
+    add(
+        &mut handlers,
+        &metrics,
+        ManagedClusterOps::new(client.clone()),
+        &outbox,
+    );
+    add(
+        &mut handlers,
+        &metrics,
+        CsrOps::new(client.clone()),
+        &outbox,
+    );
+    add(
+        &mut handlers,
+        &metrics,
+        LeaseOps::new(
+            client.clone(),
+            Arc::clone(&liveness),
+            config.lease_write_interval,
+        ),
+        &outbox,
+    );
+    add(
+        &mut handlers,
+        &metrics,
+        EventOps::new(client.clone()),
+        &outbox,
+    );
+    let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
+        client.clone(),
+        config.auth_cache_ttl,
+    ));
+    let broker = Broker::new(
+        config.broker.clone(),
+        handlers,
+        Some(Arc::new(TokenReviewAuthenticator::new(
+            client.clone(),
+            config.auth_cache_ttl,
+        ))),
+        Arc::clone(&authorizer) as Arc<dyn ocm_transport::broker::Authorizer>,
+    );
+    outbox.connect(broker.clone());
+
+    let labelled = watcher::Config::default().labels(CLUSTER_NAME_LABEL);
+    tokio::spawn(publish_changes(
+        RegistrationKind::ManagedCluster,
+        Api::<ManagedCluster>::all(client.clone()),
+        watcher::Config::default(),
+        outbox.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(publish_changes(
+        RegistrationKind::CertificateSigningRequest,
+        Api::<CertificateSigningRequest>::all(client.clone()),
+        labelled.clone(),
+        outbox.clone(),
+        cancel.clone(),
+    ));
+    tokio::spawn(publish_changes(
+        RegistrationKind::Lease,
+        Api::<Lease>::all(client.clone()),
+        labelled,
+        outbox.clone(),
+        cancel.clone(),
+    ));
+    let signer = Signer::new(
+        client.clone(),
+        hub_pki.issuer()?,
+        authorizer,
+        SignerConfig {
+            validity: config.client_cert_validity,
+            auto_approved_users: config.auto_approved_users.clone(),
+            hub_user: hub_user.clone(),
+        },
+    );
+    tokio::spawn(csr_controller::run(Arc::new(signer), cancel.clone()));
+    tokio::spawn(acceptance::run(client.clone(), cancel.clone()));
+    tokio::spawn(availability::run(
+        client.clone(),
+        liveness,
+        config.availability,
+        cancel.clone(),
+    ));
+    let counted = broker.clone();
+    let gauge = metrics.subscribers.clone();
+    let counting = cancel.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                () = counting.cancelled() => return,
+                _ = every.tick() => {
+                    gauge.set(i64::try_from(counted.subscriber_count()).unwrap_or(i64::MAX));
+                }
+            }
+        }
+    });
+
+    let listener = bind(config.grpc_listen, "the gRPC broker").await?;
+    let server_tls = tls::server_config(ReloadableIdentity::new(&serving)?, &hub_pki.ca_pem)?;
+    readiness.set_ready();
+    tracing::info!(grpc = %config.grpc_listen, health = %config.health_listen, hub_user = ?hub_user, "hub serving");
+    let stopping = cancel.clone();
+    broker::serve(
+        broker,
+        listener,
+        Arc::new(server_tls),
+        config.max_message_size,
+        async move { stopping.cancelled().await },
+    )
+    .await
+    .map_err(|e| HubError::Broker(e.to_string()))
+}
+
+fn add<O: KindOps>(
+    handlers: &mut HashMap<DataType, Arc<dyn EventHandler>>,
+    metrics: &Arc<HubMetrics>,
+    ops: O,
+    outbox: &Outbox,
+) {
+    let data_type = O::KIND.data_type();
+    let service = RegistrationService::new(ops, outbox.clone());
+    handlers.insert(
+        data_type.clone(),
+        Arc::new(Counted::new(
+            service,
+            data_type.to_string(),
+            Arc::clone(metrics),
+        )),
+    );
+}
+
+async fn bind(
+    address: SocketAddr,
+    what: &'static str,
+) -> Result<tokio::net::TcpListener, HubError> {
+    tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| HubError::Bind {
+            what,
+            address,
+            source,
+        })
+}
+
+async fn read(path: &PathBuf) -> Result<String, HubError> {
+    tokio::fs::read_to_string(path)
+        .await
+        .map_err(|source| HubError::ServingFile {
+            path: path.clone(),
+            source,
+        })
+}
+
+/// The hub's own user name, so the signer can tell CSRs the hub created for agents; `None`
+/// (the `csr-user` annotation then never trusted) if the apiserver cannot say.
+async fn own_user(client: &Client) -> Option<String> {
+    let review = Api::<SelfSubjectReview>::all(client.clone())
+        .create(&PostParams::default(), &SelfSubjectReview::default())
+        .await;
+    match review {
+        Ok(review) => review.status?.user_info?.username,
+        Err(err) => {
+            tracing::warn!(%err, "cannot learn the hub's own identity; CSRs from agents need a person's approval");
+            None
+        }
+    }
+}
