@@ -17,12 +17,11 @@ use ocm_api::k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
 use ocm_api::k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use ocm_api::k8s_openapi::api::rbac::v1::{
-    ClusterRole, ClusterRoleBinding, PolicyRule, RoleRef, Subject,
-};
+use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::Api;
 use ocm_api::kube::api::PostParams;
+use ocm_hub_server::registration::rbac;
 use ocm_testenv::{Cluster, free_port};
 use ocm_transport::client::{self, InboxOptions, Interest, PublishError, Role, TransportConfig};
 use ocm_transport::event_type::{DataType, EventAction, SubResource};
@@ -67,51 +66,14 @@ async fn bootstrap_token(kube: &ocm_api::kube::Client) -> String {
         )
         .await
         .unwrap();
-    let rule = |group: &str, resource: &str, verbs: &[&str]| PolicyRule {
-        api_groups: Some(vec![group.into()]),
-        resources: Some(vec![resource.into()]),
-        verbs: verbs.iter().map(|v| (*v).to_owned()).collect(),
-        ..PolicyRule::default()
-    };
     Api::<ClusterRole>::all(kube.clone())
-        .create(
-            &pp,
-            &ClusterRole {
-                metadata: meta("open-cluster-management:bootstrap"),
-                rules: Some(vec![
-                    rule(
-                        "certificates.k8s.io",
-                        "certificatesigningrequests",
-                        &["create", "get", "list", "watch"],
-                    ),
-                    rule(
-                        "cluster.open-cluster-management.io",
-                        "managedclusters",
-                        &["create", "get", "list", "watch"],
-                    ),
-                ]),
-                ..ClusterRole::default()
-            },
-        )
+        .create(&pp, &rbac::bootstrap_cluster_role())
         .await
         .unwrap();
     Api::<ClusterRoleBinding>::all(kube.clone())
         .create(
             &pp,
-            &ClusterRoleBinding {
-                metadata: meta("open-cluster-management:bootstrap"),
-                role_ref: RoleRef {
-                    api_group: "rbac.authorization.k8s.io".into(),
-                    kind: "ClusterRole".into(),
-                    name: "open-cluster-management:bootstrap".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: BOOTSTRAP_SA.into(),
-                    namespace: Some("open-cluster-management".into()),
-                    ..Subject::default()
-                }]),
-            },
+            &rbac::bootstrap_binding("open-cluster-management", BOOTSTRAP_SA),
         )
         .await
         .unwrap();

@@ -236,6 +236,61 @@ pub fn shared_work_role() -> ClusterRole {
     }
 }
 
+/// OCM's bootstrap ClusterRole: what a joining agent's bootstrap credential may do — create
+/// and read CSRs and ManagedClusters, and join cluster sets.
+pub const BOOTSTRAP_ROLE: &str = "open-cluster-management:bootstrap";
+
+pub fn bootstrap_cluster_role() -> ClusterRole {
+    ClusterRole {
+        metadata: ObjectMeta {
+            name: Some(BOOTSTRAP_ROLE.to_owned()),
+            ..ObjectMeta::default()
+        },
+        rules: Some(vec![
+            rule(
+                "certificates.k8s.io",
+                &["certificatesigningrequests"],
+                &["create", "get", "list", "watch"],
+                None,
+            ),
+            rule(
+                "cluster.open-cluster-management.io",
+                &["managedclusters"],
+                &["create", "get", "list", "watch"],
+                None,
+            ),
+            rule(
+                "cluster.open-cluster-management.io",
+                &["managedclustersets/join"],
+                &["create"],
+                None,
+            ),
+        ]),
+        ..ClusterRole::default()
+    }
+}
+
+/// Binds the bootstrap role to a ServiceAccount whose tokens agents join with.
+pub fn bootstrap_binding(namespace: &str, service_account: &str) -> ClusterRoleBinding {
+    ClusterRoleBinding {
+        metadata: ObjectMeta {
+            name: Some(BOOTSTRAP_ROLE.to_owned()),
+            ..ObjectMeta::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".to_owned(),
+            kind: "ClusterRole".to_owned(),
+            name: BOOTSTRAP_ROLE.to_owned(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".to_owned(),
+            name: service_account.to_owned(),
+            namespace: Some(namespace.to_owned()),
+            ..Subject::default()
+        }]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
