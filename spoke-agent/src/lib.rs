@@ -1,8 +1,12 @@
 //! The ocm-rs agent as a library: what `ocm-agent` runs on a managed cluster.
 //!
 //! Built so far (issue 4, in progress): joining the hub with a bootstrap credential and
-//! obtaining the agent's client certificate ([`bootstrap`]), with the certificate request OCM's
-//! agents make ([`csr`]).
+//! obtaining the agent's client certificate ([`bootstrap`]) with the request OCM's agents make
+//! ([`csr`]), keeping that credential on the cluster ([`credentials`]), and the registration
+//! loop — lease renewal and status reports ([`agent`], [`status`]).
 
+pub mod agent;
 pub mod bootstrap;
+pub mod credentials;
 pub mod csr;
+pub mod status;

@@ -1,0 +1,310 @@
+//! The registration agent's main loop (ocm-behaviours.md §2.1): a stored credential or a
+//! bootstrap join, then — over mutual TLS with its own certificate — it follows its
+//! ManagedCluster and lease, and once the hub has accepted it, renews the lease with jitter
+//! and reports its cluster's status (Joined, Available from `/livez`, Kubernetes version,
+//! capacity and allocatable) whenever that changes.
+
+use std::time::Duration;
+
+use ocm_api::cluster::v1::{
+    CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, CONDITION_JOINED, ManagedCluster,
+    ManagedClusterStatus, ManagedClusterVersion,
+};
+use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::k8s_openapi::api::coordination::v1::Lease;
+use ocm_api::k8s_openapi::api::core::v1::Node;
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use ocm_api::kube::api::ListParams;
+use ocm_api::kube::{Api, Client};
+use ocm_transport::client::{self, InboxOptions, Interest, Publisher, Role, TransportConfig};
+use ocm_transport::event_type::{DataType, EventAction, SubResource};
+use ocm_transport::registration::{self, Decoded, RegistrationKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::bootstrap::{self, BootstrapConfig};
+use crate::credentials::CredentialStore;
+use crate::status;
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// How to join; its transport (with the bootstrap token) also says where the hub is.
+    pub bootstrap: BootstrapConfig,
+    pub credentials: CredentialStore,
+    /// How often the cluster's status is computed (and sent if it changed).
+    pub status_every: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Bootstrap(#[from] bootstrap::BootstrapError),
+    #[error("the agent's credential Secret: {0}")]
+    Credentials(#[source] Box<ocm_api::kube::Error>),
+    #[error("connecting to the hub: {0}")]
+    Open(#[from] client::OpenError),
+}
+
+/// Runs until `cancel`.
+pub async fn run(
+    spoke: Client,
+    config: AgentConfig,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
+    let name = config.bootstrap.name.clone();
+    let identity = match config
+        .credentials
+        .load(&name, Duration::from_secs(60))
+        .await
+        .map_err(|e| AgentError::Credentials(Box::new(e)))?
+    {
+        Some(identity) => {
+            tracing::info!(cluster = %name.cluster, "using the stored hub credential");
+            identity
+        }
+        None => {
+            let identity = bootstrap::bootstrap(&config.bootstrap, &cancel).await?;
+            config
+                .credentials
+                .store(&name, &identity)
+                .await
+                .map_err(|e| AgentError::Credentials(Box::new(e)))?;
+            identity
+        }
+    };
+    let TransportConfig::Grpc(mut grpc) = config.bootstrap.transport.clone() else {
+        // MQTT registration is not OCM's either.
+        unreachable_transport();
+        return Ok(());
+    };
+    grpc.token = None;
+    grpc.client_identity = Some(identity);
+    let interest = Interest {
+        role: Role::Agent {
+            cluster: name.cluster.clone(),
+        },
+        data_types: vec![DataType::managed_clusters(), DataType::leases()],
+    };
+    let (hub, mut inbox) = client::open(
+        TransportConfig::Grpc(grpc),
+        interest,
+        InboxOptions::default(),
+        cancel.child_token(),
+    )?;
+    let mut cluster: Option<ManagedCluster> = None;
+    let mut lease: Option<Lease> = None;
+    let mut status_tick = tokio::time::interval(config.status_every);
+    let renewal = tokio::time::sleep(Duration::from_secs(1));
+    tokio::pin!(renewal);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return Ok(()),
+            cue = inbox.resync.recv() => {
+                let Some(data_type) = cue else { return Ok(()) };
+                resync(&hub, &name.cluster, &data_type).await;
+            }
+            event = inbox.events.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
+                    if let Ok(Decoded::Object(current)) = registration::decode::<ManagedCluster>(RegistrationKind::ManagedCluster, &event) {
+                        cluster = Some(current);
+                        report(&hub, &spoke, cluster.as_ref()).await;
+                    }
+                } else if let Ok(Decoded::Object(current)) = registration::decode::<Lease>(RegistrationKind::Lease, &event) {
+                    lease = Some(current);
+                }
+            }
+            _ = status_tick.tick() => report(&hub, &spoke, cluster.as_ref()).await,
+            () = &mut renewal => {
+                let every = cluster.as_ref().map_or(Duration::from_secs(60), lease_period);
+                if accepted(cluster.as_ref()) {
+                    renew(&hub, lease.as_ref()).await;
+                }
+                renewal.as_mut().reset(tokio::time::Instant::now() + jittered(every));
+            }
+        }
+    }
+}
+
+fn unreachable_transport() {
+    tracing::error!("registration needs the gRPC transport");
+}
+
+fn accepted(cluster: Option<&ManagedCluster>) -> bool {
+    cluster
+        .and_then(|c| c.status.as_ref())
+        .and_then(|s| condition::find(&s.conditions, CONDITION_HUB_ACCEPTED))
+        .is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+fn lease_period(cluster: &ManagedCluster) -> Duration {
+    match u64::try_from(cluster.spec.lease_duration_seconds) {
+        Ok(seconds) if seconds > 0 => Duration::from_secs(seconds),
+        _ => Duration::from_secs(60),
+    }
+}
+
+/// OCM renews with jitter factor 0.25: somewhere in the last quarter before the period ends.
+fn jittered(period: Duration) -> Duration {
+    let mut byte = [0u8; 1];
+    let spread = if getrandom::fill(&mut byte).is_ok() {
+        f64::from(byte[0]) / 255.0
+    } else {
+        0.5
+    };
+    period.mul_f64(0.75 + 0.25 * spread)
+}
+
+/// After (re)subscribing, ask the hub for everything of the data type.
+async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
+    let event_type = data_type.event_type(SubResource::Spec, EventAction::ResyncRequest);
+    let mut event = ocm_transport::CloudEvent {
+        id: uuid::Uuid::new_v4().to_string(),
+        source: cluster.to_owned(),
+        spec_version: ocm_transport::event::SPEC_VERSION.to_owned(),
+        event_type: event_type.to_string(),
+        time: Some(jiff::Timestamp::now()),
+        data_content_type: Some(ocm_transport::event::JSON.to_owned()),
+        data: Some(br#"{"resourceVersions":[]}"#.to_vec()),
+        ..ocm_transport::CloudEvent::default()
+    };
+    for (key, value) in [("clustername", cluster), ("originalsource", "")] {
+        event.extensions.insert(
+            key.to_owned(),
+            ocm_transport::ExtensionValue::String(value.to_owned()),
+        );
+    }
+    if let Err(err) = hub.publish(&event).await {
+        tracing::warn!(%cluster, %data_type, %err, "resync request not sent");
+    }
+}
+
+async fn renew(hub: &Publisher, lease: Option<&Lease>) {
+    let Some(lease) = lease else { return };
+    let mut renewed = lease.clone();
+    renewed.spec.get_or_insert_with(Default::default).renew_time =
+        Some(MicroTime(ocm_api::k8s_openapi::jiff::Timestamp::now()));
+    let cluster = renewed.metadata.namespace.clone().unwrap_or_default();
+    match registration::encode(
+        RegistrationKind::Lease,
+        SubResource::Spec,
+        EventAction::UpdateRequest,
+        &cluster,
+        &renewed,
+        uuid::Uuid::new_v4().to_string(),
+        jiff::Timestamp::now(),
+    ) {
+        Ok(event) => {
+            if let Err(err) = hub.publish(&event).await {
+                tracing::warn!(%cluster, %err, "lease renewal failed");
+            }
+        }
+        Err(err) => tracing::warn!(%cluster, %err, "lease renewal not encoded"),
+    }
+}
+
+/// Computes the cluster's status and sends it if it differs from what the hub has.
+async fn report(hub: &Publisher, spoke: &Client, cluster: Option<&ManagedCluster>) {
+    let Some(cluster) = cluster else { return };
+    if !accepted(Some(cluster)) {
+        return;
+    }
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let observed = observe(spoke).await;
+    let mut next = cluster.clone();
+    let status = next
+        .status
+        .get_or_insert_with(ManagedClusterStatus::default);
+    let now = ocm_api::k8s_openapi::jiff::Timestamp::now();
+    condition::set(
+        &mut status.conditions,
+        CONDITION_JOINED,
+        ConditionStatus::True,
+        "ManagedClusterJoined",
+        "Managed cluster joined",
+        now,
+    );
+    let (available, reason, message) = if observed.live {
+        (
+            ConditionStatus::True,
+            "ManagedClusterAvailable",
+            "Managed cluster is available",
+        )
+    } else {
+        (
+            ConditionStatus::False,
+            "ManagedClusterKubeAPIServerUnavailable",
+            "The kube-apiserver of the managed cluster does not answer /livez",
+        )
+    };
+    condition::set(
+        &mut status.conditions,
+        CONDITION_AVAILABLE,
+        available,
+        reason,
+        message,
+        now,
+    );
+    if let Some(version) = observed.version {
+        status.version = Some(ManagedClusterVersion {
+            kubernetes: version,
+        });
+    }
+    if let Some(nodes) = observed.nodes {
+        status.capacity = status::sum_resources(&nodes, false);
+        status.allocatable = status::sum_resources(&nodes, true);
+    }
+    if next.status == cluster.status {
+        return;
+    }
+    match registration::encode(
+        RegistrationKind::ManagedCluster,
+        SubResource::Status,
+        EventAction::UpdateRequest,
+        &name,
+        &next,
+        uuid::Uuid::new_v4().to_string(),
+        jiff::Timestamp::now(),
+    ) {
+        Ok(event) => match hub.publish(&event).await {
+            Ok(()) => tracing::info!(cluster = %name, ?available, "status reported"),
+            // A conflict means a newer ManagedCluster is on its way; report again then.
+            Err(err) => tracing::info!(cluster = %name, %err, "status not accepted yet"),
+        },
+        Err(err) => tracing::warn!(cluster = %name, %err, "status not encoded"),
+    }
+}
+
+struct Observed {
+    live: bool,
+    version: Option<String>,
+    nodes: Option<Vec<Node>>,
+}
+
+async fn observe(spoke: &Client) -> Observed {
+    let live = match http_get(spoke, "/livez").await {
+        Some(ok) => ok,
+        None => http_get(spoke, "/healthz").await.unwrap_or(false),
+    };
+    let version = spoke.apiserver_version().await.ok().map(|v| v.git_version);
+    let nodes = Api::<Node>::all(spoke.clone())
+        .list(&ListParams::default())
+        .await
+        .ok()
+        .map(|list| list.items);
+    Observed {
+        live,
+        version,
+        nodes,
+    }
+}
+
+/// Whether GET `path` answers `ok`; `None` if the request could not be made at all.
+async fn http_get(spoke: &Client, path: &str) -> Option<bool> {
+    let request = http::Request::get(path).body(Vec::new()).ok()?;
+    match spoke.request_text(request).await {
+        Ok(body) => Some(body.trim() == "ok"),
+        Err(ocm_api::kube::Error::Api(_)) => Some(false),
+        Err(_) => None,
+    }
+}

@@ -1,0 +1,153 @@
+//! The registration agent end to end, on a real hub and a real spoke cluster: it joins with a
+//! bootstrap token and keeps its credential in a Secret on its cluster; once accepted it reports
+//! Joined and Available with the spoke's Kubernetes version and node capacity, and renews its
+//! lease; stopped, its cluster becomes Unknown after the grace; started again, it reuses the
+//! stored certificate (no new CSR) and the cluster is Available again.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
+mod support;
+
+use std::time::Duration;
+
+use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_JOINED, ManagedCluster};
+use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use ocm_api::kube::Api;
+use ocm_api::kube::api::{ListParams, Patch, PatchParams};
+use ocm_spoke_agent::agent::{self, AgentConfig};
+use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
+use ocm_testenv::Cluster;
+use support::{BOOTSTRAP_USER, config, start_hub};
+use tokio_util::sync::CancellationToken;
+
+fn condition_of(cluster: &ManagedCluster, type_: &str) -> Option<ConditionStatus> {
+    let conditions = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    condition::find(&conditions, type_).map(|c| c.status)
+}
+
+async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certificate() {
+    let (hub_cluster, spoke_cluster) =
+        tokio::join!(Cluster::start("agent-hub"), Cluster::start("agent-spoke"));
+    let (hub_cluster, spoke_cluster) = (hub_cluster.unwrap(), spoke_cluster.unwrap());
+    let (hub_kube, spoke) = (
+        hub_cluster.client().unwrap(),
+        spoke_cluster.client().unwrap(),
+    );
+    let cancel = CancellationToken::new();
+    let (port, ca, token) = start_hub(&hub_kube, vec![BOOTSTRAP_USER.into()], &cancel).await;
+    let agent_config = AgentConfig {
+        bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
+        credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
+        status_every: Duration::from_millis(500),
+    };
+    let running = CancellationToken::new();
+    let agent = tokio::spawn(agent::run(
+        spoke.clone(),
+        agent_config.clone(),
+        running.clone(),
+    ));
+
+    // Joined (auto-approved certificate), waiting for the hub administrator.
+    let clusters: Api<ManagedCluster> = Api::all(hub_kube.clone());
+    eventually("the ManagedCluster", async || {
+        clusters.get_opt("cluster1").await.unwrap()
+    })
+    .await;
+    clusters
+        .patch(
+            "cluster1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"hubAcceptsClient": true, "leaseDurationSeconds": 1}}),
+            ),
+        )
+        .await
+        .unwrap();
+    let reported = eventually("Joined and Available", async || {
+        let cluster = clusters.get("cluster1").await.unwrap();
+        (condition_of(&cluster, CONDITION_JOINED) == Some(ConditionStatus::True)
+            && condition_of(&cluster, CONDITION_AVAILABLE) == Some(ConditionStatus::True))
+        .then_some(cluster)
+    })
+    .await;
+    let status = reported.status.unwrap();
+    assert!(status.version.unwrap().kubernetes.starts_with("v1.36"));
+    assert_eq!(status.capacity["cpu"].0, "32", "one kwok node of 32 CPUs");
+    assert_eq!(status.allocatable["pods"].0, "110");
+
+    // Renewing its 1 s lease keeps it available well past the 5 s grace.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let cluster = clusters.get("cluster1").await.unwrap();
+    assert_eq!(
+        condition_of(&cluster, CONDITION_AVAILABLE),
+        Some(ConditionStatus::True)
+    );
+
+    // Stopped: Unknown after the grace.
+    running.cancel();
+    agent.await.unwrap().unwrap();
+    eventually("Available=Unknown", async || {
+        (condition_of(
+            &clusters.get("cluster1").await.unwrap(),
+            CONDITION_AVAILABLE,
+        ) == Some(ConditionStatus::Unknown))
+        .then_some(())
+    })
+    .await;
+
+    // Started again: the stored certificate, no new CSR, Available again.
+    let csrs: Api<CertificateSigningRequest> = Api::all(hub_kube.clone());
+    let before = csrs
+        .list(&ListParams::default().labels("open-cluster-management.io/cluster-name=cluster1"))
+        .await
+        .unwrap()
+        .items
+        .len();
+    let running = CancellationToken::new();
+    let agent = tokio::spawn(agent::run(spoke.clone(), agent_config, running.clone()));
+    eventually("Available again", async || {
+        (condition_of(
+            &clusters.get("cluster1").await.unwrap(),
+            CONDITION_AVAILABLE,
+        ) == Some(ConditionStatus::True))
+        .then_some(())
+    })
+    .await;
+    let after = csrs
+        .list(&ListParams::default().labels("open-cluster-management.io/cluster-name=cluster1"))
+        .await
+        .unwrap()
+        .items
+        .len();
+    assert_eq!(
+        (before, after),
+        (1, 1),
+        "the restarted agent reused its certificate"
+    );
+
+    running.cancel();
+    agent.await.unwrap().unwrap();
+    cancel.cancel();
+    hub_cluster.stop();
+    spoke_cluster.stop();
+}
