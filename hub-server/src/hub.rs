@@ -24,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
 use crate::csr_controller::{self, Signer, SignerConfig};
-use crate::http::{self, Readiness};
 use crate::metrics::{Counted, HubMetrics};
 use crate::pki::{self, PkiConfig};
 use crate::registration::availability::{self, AvailabilityConfig};
@@ -33,6 +32,7 @@ use crate::services::source::publish_changes;
 use crate::services::{
     CsrOps, EventOps, KindOps, LeaseOps, ManagedClusterOps, Outbox, RegistrationService,
 };
+use ocm_transport::health::{self as http, Readiness};
 
 /// Everything the hub is configured with.
 #[derive(Debug, Clone)]

@@ -13,7 +13,6 @@ pub mod auth;
 pub mod crds;
 pub mod csr;
 pub mod csr_controller;
-pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod pki;

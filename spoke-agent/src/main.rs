@@ -1,26 +1,154 @@
-//! `ocm-agent`: the ocm-rs spoke agent. It registers its cluster with the hub over one outbound
-//! CloudEvents stream, applies delivered ManifestWorks to its own cluster and reports status.
-//!
-//! Today it answers `--help` and `--version`; registration and work delivery arrive with
-//! issues 4 and 5, and it refuses to pretend before then.
+//! `ocm-agent`: the ocm-rs agent on a managed cluster. It joins the hub with a bootstrap
+//! credential (OCM's gRPC bootstrap config), keeps its own certificate in a Secret on its
+//! cluster, renews its lease and reports its cluster's status.
 
 #![allow(clippy::print_stderr)] // the binary's edge reports on the terminal
 
-use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// The ocm-rs agent: registration, work delivery and status for one managed cluster.
+use anyhow::Context as _;
+use clap::Parser;
+use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
+use ocm_api::kube::{Client, Config};
+use ocm_spoke_agent::agent::{self, AgentConfig};
+use ocm_spoke_agent::bootstrap::BootstrapConfig;
+use ocm_spoke_agent::credentials::CredentialStore;
+use ocm_spoke_agent::csr::AgentName;
+use ocm_transport::client::TransportConfig;
+use ocm_transport::grpc_config::{GrpcConfigFile, parse_go_duration};
+use ocm_transport::health::{self, Readiness};
+use tokio_util::sync::CancellationToken;
+
+/// The ocm-rs agent: registers its cluster with the hub and keeps it alive there.
 #[derive(Debug, Parser)]
 #[command(name = "ocm-agent", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    /// This cluster's name on the hub.
+    #[arg(long, env = "OCM_CLUSTER_NAME")]
+    cluster_name: String,
+    /// This agent's name (part of its certificate's common name).
+    #[arg(long, default_value = "agent")]
+    agent_name: String,
+    /// OCM's gRPC bootstrap config (url, caData or caFile, token or tokenFile).
+    #[arg(long)]
+    bootstrap_config: PathBuf,
+    /// Kubeconfig of this (the managed) cluster (default: $KUBECONFIG, ~/.kube/config, or
+    /// in-cluster).
+    #[arg(long, env = "OCM_AGENT_KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
+    /// Namespace and Secret the hub credential is kept in on this cluster.
+    #[arg(long, default_value = "open-cluster-management-agent")]
+    namespace: String,
+    #[arg(long, default_value = "hub-kubeconfig-secret")]
+    secret: String,
+    /// Ask the hub for certificates this long (shorter than its default).
+    #[arg(long, value_parser = duration)]
+    client_cert_expiration: Option<Duration>,
+    /// How long to wait for the hub to approve the join.
+    #[arg(long, default_value = "1h", value_parser = duration)]
+    join_timeout: Duration,
+    /// How often the cluster's status is computed (sent only when it changed).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    status_interval: Duration,
+    /// Where /healthz, /readyz and /metrics are served (plain HTTP).
+    #[arg(long, default_value = "127.0.0.1:8092")]
+    health_listen: SocketAddr,
+}
 
-fn main() -> std::process::ExitCode {
-    let Cli {} = Cli::parse();
-    eprintln!(
-        "ocm-agent {}: registration and work delivery are not part of this build yet; \
-         see `ocm-agent --help`",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::ExitCode::from(2)
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_go_duration(text).ok_or_else(|| format!("{text:?} is not a duration like 10s, 5m or 24h"))
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube_client::client::builder=off")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("ocm-agent: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let text = tokio::fs::read_to_string(&cli.bootstrap_config)
+        .await
+        .with_context(|| format!("reading {}", cli.bootstrap_config.display()))?;
+    let grpc = GrpcConfigFile::from_yaml(&text)
+        .and_then(|file| file.resolve(|path| std::fs::read_to_string(path)))
+        .with_context(|| format!("bootstrap config {}", cli.bootstrap_config.display()))?;
+    let spoke = client(cli.kubeconfig.as_deref()).await?;
+    let config = AgentConfig {
+        bootstrap: BootstrapConfig {
+            transport: TransportConfig::Grpc(grpc),
+            name: AgentName {
+                cluster: cli.cluster_name,
+                agent: cli.agent_name,
+            },
+            expiration_seconds: cli
+                .client_cert_expiration
+                .and_then(|d| i32::try_from(d.as_secs()).ok()),
+            timeout: cli.join_timeout,
+            waiting_notice: Duration::from_secs(30),
+        },
+        credentials: CredentialStore::new(spoke.clone(), &cli.namespace, &cli.secret),
+        status_every: cli.status_interval,
+    };
+    let cancel = CancellationToken::new();
+    let readiness = Arc::new(Readiness::default());
+    let listener = tokio::net::TcpListener::bind(cli.health_listen)
+        .await
+        .with_context(|| format!("binding the health endpoint on {}", cli.health_listen))?;
+    tokio::spawn(health::serve(
+        listener,
+        Arc::clone(&readiness),
+        Arc::new(prometheus_client::registry::Registry::default()),
+        cancel.clone(),
+    ));
+    readiness.set_ready();
+    let stop = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    agent::run(spoke, config, cancel).await?;
+    Ok(())
+}
+
+async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
+        }
+        None => Config::infer().await.context(
+            "no managed cluster: pass --kubeconfig, set KUBECONFIG, or run in a cluster",
+        )?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+async fn shutdown_signal() {
+    let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@
 //! the reconnecting gRPC client ([`grpc_client`], [`grpc_config`], [`http_proxy`],
 //! [`rate_limit`], [`backoff`]); the MQTT transport ([`mqtt_transport`], [`mqtt_topics`],
 //! [`mqtt_config`]); mutual TLS with reloadable certificates ([`tls`], [`pem_source`]); and one
-//! client interface over either transport ([`client`]).
+//! client interface over either transport ([`client`]); and the health and metrics endpoint
+//! both binaries serve ([`health`]).
 //!
 //! Architecture invariant: this crate knows nothing about controllers and makes no Kubernetes
 //! API calls.
@@ -23,6 +24,7 @@ pub mod event_type;
 pub mod grpc_binding;
 pub mod grpc_client;
 pub mod grpc_config;
+pub mod health;
 pub mod http_proxy;
 pub mod mqtt_binding;
 pub mod mqtt_config;

@@ -1,4 +1,5 @@
-//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1 (bind it to a private address).
+//! `/healthz`, `/readyz` and `/metrics` over plain HTTP/1, served by both binaries (bind it to a
+//! private address).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use hyper::{Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// Whether the hub serves: set once its CRDs, PKI and broker are up.
+/// Whether the process serves: set once it is up (the hub: CRDs, PKI and broker; the agent:
+/// connected to the hub).
 #[derive(Debug, Default)]
 pub struct Readiness(AtomicBool);
 
