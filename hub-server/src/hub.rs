@@ -49,6 +49,9 @@ pub struct HubConfig {
     pub lease_write_interval: Duration,
     pub broker: BrokerConfig,
     pub max_message_size: usize,
+    /// A ServiceAccount (`namespace`, `name`) whose tokens agents join with: created with OCM's
+    /// bootstrap ClusterRole, as OCM's cluster manager sets it up.
+    pub bootstrap_service_account: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +77,8 @@ pub enum HubError {
     Tls(#[from] tls::TlsError),
     #[error("the broker stopped: {0}")]
     Broker(String),
+    #[error("setting up the bootstrap ServiceAccount: {0}")]
+    Bootstrap(String),
 }
 
 /// Runs the hub against `client`'s cluster until `cancel`.
@@ -103,6 +108,11 @@ pub async fn run(
         None => hub_pki.serving.clone(),
     };
     let hub_user = own_user(&client).await;
+    if let Some((namespace, name)) = &config.bootstrap_service_account {
+        bootstrap_identity(&client, namespace, name)
+            .await
+            .map_err(|e| HubError::Bootstrap(e.to_string()))?;
+    }
 
     let outbox = Outbox::new();
     let liveness = Arc::new(Liveness::new());
@@ -274,4 +284,55 @@ async fn own_user(client: &Client) -> Option<String> {
             None
         }
     }
+}
+
+/// The bootstrap ServiceAccount with OCM's bootstrap ClusterRole (server-side applied).
+async fn bootstrap_identity(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<(), ocm_api::kube::Error> {
+    use ocm_api::k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+    use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+    use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use ocm_api::kube::api::{Patch, PatchParams};
+
+    let apply = PatchParams::apply(crate::registration::acceptance::FIELD_MANAGER).force();
+    let meta = |name: &str, namespace: Option<&str>| ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: namespace.map(str::to_owned),
+        ..ObjectMeta::default()
+    };
+    let ns = Namespace {
+        metadata: meta(namespace, None),
+        ..Namespace::default()
+    };
+    Api::<Namespace>::all(client.clone())
+        .patch(namespace, &apply, &Patch::Apply(&ns))
+        .await?;
+    let account = ServiceAccount {
+        metadata: meta(name, Some(namespace)),
+        ..ServiceAccount::default()
+    };
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace)
+        .patch(name, &apply, &Patch::Apply(&account))
+        .await?;
+    let role = crate::registration::rbac::bootstrap_cluster_role();
+    Api::<ClusterRole>::all(client.clone())
+        .patch(
+            crate::registration::rbac::BOOTSTRAP_ROLE,
+            &apply,
+            &Patch::Apply(&role),
+        )
+        .await?;
+    let binding = crate::registration::rbac::bootstrap_binding(namespace, name);
+    Api::<ClusterRoleBinding>::all(client.clone())
+        .patch(
+            crate::registration::rbac::BOOTSTRAP_ROLE,
+            &apply,
+            &Patch::Apply(&binding),
+        )
+        .await?;
+    tracing::info!(%namespace, service_account = %name, "bootstrap identity ready");
+    Ok(())
 }

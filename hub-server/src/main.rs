@@ -64,6 +64,17 @@ struct Cli {
     /// Largest CloudEvent accepted or sent, bytes.
     #[arg(long, default_value_t = 4 << 20)]
     max_message_size: usize,
+    /// Create this ServiceAccount (`namespace/name`) with OCM's bootstrap ClusterRole; agents
+    /// join with its tokens.
+    #[arg(long, value_parser = namespaced_name)]
+    bootstrap_service_account: Option<(String, String)>,
+}
+
+fn namespaced_name(text: &str) -> Result<(String, String), String> {
+    text.split_once('/')
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| (ns.to_owned(), name.to_owned()))
+        .ok_or_else(|| format!("{text:?} is not namespace/name"))
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -108,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ..BrokerConfig::default()
         },
         max_message_size: cli.max_message_size,
+        bootstrap_service_account: cli.bootstrap_service_account,
     };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();

@@ -39,7 +39,8 @@ enum Task {
         #[arg(last = true)]
         cargo_args: Vec<String>,
     },
-    /// Start the local environment: a hub cluster and managed clusters, in the background.
+    /// Start the local environment in the background: a hub cluster running ocm-hub and managed
+    /// clusters each running an ocm-agent, joined and accepted.
     Up {
         /// Extra arguments for `ocm-localenv up` (after `--`), e.g. `-- --managed 3`.
         #[arg(last = true)]
@@ -67,7 +68,17 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Up { args } => {
             let assets = ensure_assets()?;
-            let mut full = vec!["up".to_owned()];
+            // The hub and agents run from the build beside ocm-localenv.
+            run_checked(cargo().args([
+                "build",
+                "--quiet",
+                "--package",
+                "ocm-hub-server",
+                "--package",
+                "ocm-spoke-agent",
+                "--bins",
+            ]))?;
+            let mut full = vec!["up".to_owned(), "--ocm".to_owned()];
             full.extend(args);
             localenv(&full)?;
             println!(

@@ -102,6 +102,7 @@ pub(crate) async fn start_hub(
         lease_write_interval: Duration::from_secs(60),
         broker: BrokerConfig::default(),
         max_message_size: 4 << 20,
+        bootstrap_service_account: None,
     };
     tokio::spawn(hub::run(kube.clone(), config, cancel.clone()));
     let secrets: Api<Secret> = Api::namespaced(kube.clone(), "open-cluster-management-hub");

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TestEnvError {
+    /// Running ocm-rs itself (hub and agents) on the local clusters failed.
+    #[error("ocm-rs on the local clusters: {0}")]
+    Ocm(String),
     #[error(
         "invalid cluster name {0:?}: use a DNS label (lower-case letters, digits and '-', at most \
          40 characters)"

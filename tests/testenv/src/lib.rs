@@ -22,6 +22,7 @@
 mod cluster;
 mod error;
 mod kubeconfig;
+pub mod ocm;
 mod pki;
 mod ports;
 mod process;
@@ -30,3 +31,4 @@ pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATIO
 pub use error::TestEnvError;
 pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};
 pub use ports::free_port;
+pub use process::Process;

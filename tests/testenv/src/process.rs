@@ -13,7 +13,7 @@ use crate::error::TestEnvError;
 
 /// A running component (etcd, kube-apiserver, …).
 #[derive(Debug)]
-pub(crate) struct Process {
+pub struct Process {
     component: &'static str,
     child: Child,
     log: PathBuf,
@@ -26,7 +26,7 @@ impl Process {
     /// spawned it exits, so a test process killed outright (a CI timeout, SIGKILL) leaves no
     /// orphan behind. Spawn from a long-lived thread (a test's or the runtime's own), never from
     /// `spawn_blocking`, whose threads exit when idle.
-    pub(crate) fn spawn(
+    pub fn spawn(
         cluster: &str,
         component: &'static str,
         binary: &Path,
@@ -74,20 +74,20 @@ impl Process {
         })
     }
 
-    pub(crate) fn component(&self) -> &'static str {
+    pub fn component(&self) -> &'static str {
         self.component
     }
 
-    pub(crate) fn pid(&self) -> u32 {
+    pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub(crate) fn log(&self) -> &Path {
+    pub fn log(&self) -> &Path {
         &self.log
     }
 
     /// The exit status if the process has ended.
-    pub(crate) fn exited(&mut self) -> Option<ExitStatus> {
+    pub fn exited(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().ok().flatten()
     }
 
@@ -106,7 +106,7 @@ impl Process {
     }
 
     /// SIGTERM, then SIGKILL if it is still running after `grace`; reaps it either way.
-    pub(crate) fn stop(&mut self, grace: Duration) {
+    pub fn stop(&mut self, grace: Duration) {
         if self.exited().is_some() {
             return;
         }

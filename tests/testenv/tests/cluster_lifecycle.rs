@@ -210,20 +210,32 @@ fn component_pids(dir: &Path) -> Vec<u32> {
                 .iter()
                 .map(|p| p[1].as_u64().unwrap() as u32)
         })
+        .chain(
+            state["ocm"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| p[1].as_u64().unwrap() as u32),
+        )
         .collect()
 }
 
 #[test]
-fn local_environment_up_serves_kubectl_and_down_leaves_no_process() {
+fn local_environment_up_runs_ocm_registers_its_cluster_and_down_leaves_no_process() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("env");
-    let out = localenv(&["up", "--managed", "1"], &dir);
+    // With ocm-rs itself: ocm-hub on the hub, an ocm-agent on cluster1, joined and accepted.
+    let out = localenv(&["up", "--managed", "1", "--ocm"], &dir);
     assert!(
         out.contains("hub.kubeconfig") && out.contains("cluster1.kubeconfig"),
         "{out}"
     );
     let pids = component_pids(&dir);
-    assert_eq!(pids.len(), 10, "two clusters of five processes");
+    assert_eq!(
+        pids.len(),
+        12,
+        "two clusters of five processes, ocm-hub and an agent"
+    );
 
     let kubectl = Assets::from_env().unwrap().kubectl;
     let nodes = Command::new(kubectl)
@@ -236,6 +248,24 @@ fn local_environment_up_serves_kubectl_and_down_leaves_no_process() {
     assert!(
         nodes.contains("hub-node-0") && nodes.contains(" Ready "),
         "{nodes}"
+    );
+    let clusters = Command::new(Assets::from_env().unwrap().kubectl)
+        .arg("--kubeconfig")
+        .arg(dir.join("hub.kubeconfig"))
+        .args(["get", "managedclusters", "--no-headers"])
+        .output()
+        .unwrap();
+    let clusters = String::from_utf8_lossy(&clusters.stdout);
+    let row: Vec<&str> = clusters.split_whitespace().collect();
+    assert_eq!(
+        row.get(..2),
+        Some(&["cluster1", "true"][..]),
+        "accepted: {clusters}"
+    );
+    assert_eq!(
+        row.iter().filter(|c| **c == "True").count(),
+        2,
+        "joined and available: {clusters}"
     );
     assert!(localenv(&["status"], &dir).starts_with("running"));
     assert!(localenv(&["up"], &dir).starts_with("already running"));

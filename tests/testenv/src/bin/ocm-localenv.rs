@@ -61,6 +61,10 @@ struct UpArgs {
     /// Give up if the clusters are not ready after this many seconds.
     #[arg(long, default_value_t = 180)]
     timeout: u64,
+    /// Also run ocm-rs: `ocm-hub` on the hub and an `ocm-agent` per managed cluster (built
+    /// beside this binary), with every cluster joined and accepted.
+    #[arg(long)]
+    ocm: bool,
 }
 
 /// What a running environment looks like, written by the supervisor once every cluster is
@@ -70,6 +74,9 @@ struct State {
     supervisor_pid: u32,
     started_in_ms: u64,
     clusters: Vec<ClusterState>,
+    /// ocm-hub and the agents, with `--ocm`.
+    #[serde(default)]
+    ocm: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -178,6 +185,7 @@ fn up(args: &UpArgs) -> Result<()> {
             "--timeout",
             &args.timeout.to_string(),
         ])
+        .args(args.ocm.then_some("--ocm"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
@@ -226,9 +234,17 @@ fn print_state(state: &State) {
             cluster.kubeconfig.display()
         );
     }
+    for (name, pid) in &state.ocm {
+        println!("  {name:<22} pid {pid}");
+    }
     if let Some(hub) = state.clusters.first() {
+        let what = if state.ocm.is_empty() {
+            "nodes"
+        } else {
+            "managedclusters"
+        };
         println!(
-            "\ntry: kubectl --kubeconfig {} get nodes",
+            "\ntry: kubectl --kubeconfig {} get {what}",
             hub.kubeconfig.display()
         );
     }
@@ -256,10 +272,29 @@ async fn serve(args: &UpArgs) -> Result<()> {
         .await
         .context("starting the clusters")?;
 
+    let mut registration = if args.ocm {
+        let binaries = ocm_testenv::ocm::OcmBinaries::beside_current_exe()?;
+        let (hub, managed) = clusters.split_first().context("no hub cluster")?;
+        let managed: Vec<&Cluster> = managed.iter().collect();
+        Some(
+            ocm_testenv::ocm::start(
+                &binaries,
+                hub,
+                &managed,
+                &dir,
+                Duration::from_secs(args.timeout),
+            )
+            .await
+            .context("starting ocm-hub and the agents")?,
+        )
+    } else {
+        None
+    };
     let mut state = State {
         supervisor_pid: std::process::id(),
         started_in_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
         clusters: Vec::new(),
+        ocm: registration.as_ref().map(|r| r.pids()).unwrap_or_default(),
     };
     for cluster in &clusters {
         let kubeconfig = kubeconfig_path(&dir, cluster.name());
@@ -303,10 +338,18 @@ async fn serve(args: &UpArgs) -> Result<()> {
                         tracing::error!(cluster = %cluster.name(), component, "component exited; see its log");
                     }
                 }
+                for (name, process) in registration.iter_mut().flat_map(|r| r.processes.iter_mut()) {
+                    if process.exited().is_some() && reported.insert((name.clone(), "ocm")) {
+                        tracing::error!(process = %name, log = %process.log().display(), "exited; see its log");
+                    }
+                }
             }
         }
     }
     tracing::info!("stopping");
+    if let Some(registration) = &mut registration {
+        registration.stop();
+    }
     for cluster in clusters {
         cluster.stop();
     }
@@ -339,6 +382,7 @@ fn down(dir: &Path) -> Result<()> {
         .clusters
         .iter()
         .flat_map(|c| c.components.iter().map(|(_, pid)| *pid))
+        .chain(state.ocm.iter().map(|(_, pid)| *pid))
         .collect();
     if is_supervisor(state.supervisor_pid) {
         signal(state.supervisor_pid, Signal::SIGTERM);
