@@ -178,18 +178,8 @@ async fn until_rbac(authorizer: &SubjectAccessReviewAuthorizer, accepted: bool) 
     }
 }
 
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    ocm_testenv::eventually(what, Duration::from_secs(20), check).await
 }
 
 async fn accepted_condition(clusters: &Api<ManagedCluster>) -> Option<ConditionStatus> {

@@ -25,18 +25,8 @@ use ocm_transport::event_type::{EventAction, SubResource};
 use ocm_transport::registration::{self, RegistrationKind};
 use tokio_util::sync::CancellationToken;
 
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    ocm_testenv::eventually(what, Duration::from_secs(20), check).await
 }
 
 fn available(cluster: &ManagedCluster) -> Option<(ConditionStatus, String)> {

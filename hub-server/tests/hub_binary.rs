@@ -16,12 +16,10 @@ use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSp
 use ocm_api::k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
 };
-use ocm_api::k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use ocm_api::k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::Api;
 use ocm_api::kube::api::PostParams;
-use ocm_hub_server::registration::rbac;
 use ocm_testenv::{Cluster, free_port};
 use ocm_transport::client::{self, InboxOptions, Interest, PublishError, Role, TransportConfig};
 use ocm_transport::event_type::{DataType, EventAction, SubResource};
@@ -35,52 +33,12 @@ const BOOTSTRAP_SA: &str = "agent-registration-bootstrap";
 const BOOTSTRAP_USER: &str =
     "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
 
-fn meta(name: &str) -> ObjectMeta {
-    ObjectMeta {
-        name: Some(name.into()),
-        ..ObjectMeta::default()
-    }
-}
-
-/// OCM's bootstrap ClusterRole, bound to the bootstrap ServiceAccount; returns its token.
+/// A token of the bootstrap ServiceAccount the hub created (`--bootstrap-service-account`).
 async fn bootstrap_token(kube: &ocm_api::kube::Client) -> String {
-    let pp = PostParams::default();
-    Api::<Namespace>::all(kube.clone())
-        .create(
-            &pp,
-            &Namespace {
-                metadata: meta("open-cluster-management"),
-                ..Namespace::default()
-            },
-        )
-        .await
-        .unwrap();
-    let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), "open-cluster-management");
-    accounts
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta(BOOTSTRAP_SA),
-                ..ServiceAccount::default()
-            },
-        )
-        .await
-        .unwrap();
-    Api::<ClusterRole>::all(kube.clone())
-        .create(&pp, &rbac::bootstrap_cluster_role())
-        .await
-        .unwrap();
-    Api::<ClusterRoleBinding>::all(kube.clone())
-        .create(
-            &pp,
-            &rbac::bootstrap_binding("open-cluster-management", BOOTSTRAP_SA),
-        )
-        .await
-        .unwrap();
-    accounts
+    Api::<ServiceAccount>::namespaced(kube.clone(), "open-cluster-management")
         .create_token_request(
             BOOTSTRAP_SA,
-            &pp,
+            &PostParams::default(),
             &TokenRequest {
                 spec: TokenRequestSpec {
                     expiration_seconds: Some(3600),
@@ -182,7 +140,6 @@ fn grpc(
 async fn the_hub_binary_lets_a_bootstrap_agent_join_and_obtain_its_certificate() {
     let hub = Cluster::start("hubbin").await.unwrap();
     let kube = hub.client().unwrap();
-    let token = bootstrap_token(&kube).await;
     let (grpc_port, health_port) = (free_port().unwrap(), free_port().unwrap());
     let mut process = tokio::process::Command::new(env!("CARGO_BIN_EXE_ocm-hub"))
         .arg("--kubeconfig")
@@ -190,6 +147,10 @@ async fn the_hub_binary_lets_a_bootstrap_agent_join_and_obtain_its_certificate()
         .args(["--grpc-listen", &format!("127.0.0.1:{grpc_port}")])
         .args(["--health-listen", &format!("127.0.0.1:{health_port}")])
         .args(["--auto-approved-users", BOOTSTRAP_USER])
+        .args([
+            "--bootstrap-service-account",
+            &format!("open-cluster-management/{BOOTSTRAP_SA}"),
+        ])
         .args(["--auth-cache-ttl", "0s"])
         .kill_on_drop(true)
         .spawn()
@@ -204,6 +165,7 @@ async fn the_hub_binary_lets_a_bootstrap_agent_join_and_obtain_its_certificate()
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(http_get(health_port, "/healthz").await.unwrap().0, 200);
+    let token = bootstrap_token(&kube).await;
     let ca_secret = Api::<Secret>::namespaced(kube.clone(), "open-cluster-management-hub")
         .get("ocm-hub-ca")
         .await

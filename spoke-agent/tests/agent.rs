@@ -30,18 +30,8 @@ fn condition_of(cluster: &ManagedCluster, type_: &str) -> Option<ConditionStatus
     condition::find(&conditions, type_).map(|c| c.status)
 }
 
-async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what} never happened"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    ocm_testenv::eventually(what, Duration::from_secs(40), check).await
 }
 
 #[tokio::test]

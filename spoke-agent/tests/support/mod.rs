@@ -6,15 +6,12 @@
 use std::time::Duration;
 
 use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use ocm_api::k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use ocm_api::k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use ocm_api::kube::api::PostParams;
 use ocm_api::kube::{Api, Client};
 use ocm_hub_server::hub::{self, HubConfig};
 use ocm_hub_server::pki::PkiConfig;
 use ocm_hub_server::registration::availability::AvailabilityConfig;
-use ocm_hub_server::registration::rbac;
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
 use ocm_spoke_agent::csr::AgentName;
 use ocm_testenv::free_port;
@@ -33,60 +30,7 @@ pub(crate) async fn start_hub(
     auto_approved: Vec<String>,
     cancel: &CancellationToken,
 ) -> (u16, String, String) {
-    let pp = PostParams::default();
-    let meta = |name: &str| ObjectMeta {
-        name: Some(name.into()),
-        ..ObjectMeta::default()
-    };
-    Api::<Namespace>::all(kube.clone())
-        .create(
-            &pp,
-            &Namespace {
-                metadata: meta("open-cluster-management"),
-                ..Namespace::default()
-            },
-        )
-        .await
-        .unwrap();
     let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), "open-cluster-management");
-    accounts
-        .create(
-            &pp,
-            &ServiceAccount {
-                metadata: meta("agent-registration-bootstrap"),
-                ..ServiceAccount::default()
-            },
-        )
-        .await
-        .unwrap();
-    Api::<ClusterRole>::all(kube.clone())
-        .create(&pp, &rbac::bootstrap_cluster_role())
-        .await
-        .unwrap();
-    Api::<ClusterRoleBinding>::all(kube.clone())
-        .create(
-            &pp,
-            &rbac::bootstrap_binding("open-cluster-management", "agent-registration-bootstrap"),
-        )
-        .await
-        .unwrap();
-    let token = accounts
-        .create_token_request(
-            "agent-registration-bootstrap",
-            &pp,
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    expiration_seconds: Some(3600),
-                    ..TokenRequestSpec::default()
-                },
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .unwrap()
-        .status
-        .unwrap()
-        .token;
     let grpc_port = free_port().unwrap();
     let config = HubConfig {
         grpc_listen: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
@@ -102,9 +46,44 @@ pub(crate) async fn start_hub(
         lease_write_interval: Duration::from_secs(60),
         broker: BrokerConfig::default(),
         max_message_size: 4 << 20,
-        bootstrap_service_account: None,
+        // As `ocmctl init` sets up: the account agents join with.
+        bootstrap_service_account: Some((
+            "open-cluster-management".into(),
+            "agent-registration-bootstrap".into(),
+        )),
     };
     tokio::spawn(hub::run(kube.clone(), config, cancel.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while accounts
+        .get_opt("agent-registration-bootstrap")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hub never created the bootstrap account"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let token = accounts
+        .create_token_request(
+            "agent-registration-bootstrap",
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..TokenRequestSpec::default()
+                },
+                ..TokenRequest::default()
+            },
+        )
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .token;
     let secrets: Api<Secret> = Api::namespaced(kube.clone(), "open-cluster-management-hub");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let ca = loop {

@@ -32,3 +32,23 @@ pub use error::TestEnvError;
 pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};
 pub use ports::free_port;
 pub use process::Process;
+
+/// Polls `check` every 100 ms until it yields a value, and panics naming `what` if none comes
+/// within `within`: the "eventually" of tests against real clusters (never a timing assertion).
+pub async fn eventually<T>(
+    what: &str,
+    within: std::time::Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} never happened within {within:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
