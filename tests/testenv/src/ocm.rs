@@ -12,7 +12,7 @@ use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use ocm_api::k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use ocm_api::kube::Api;
-use ocm_api::kube::api::{Patch, PatchParams, PostParams};
+use ocm_api::kube::api::PostParams;
 
 use crate::{Cluster, Process, TestEnvError, free_port};
 
@@ -188,27 +188,13 @@ pub async fn start(
             .push((format!("ocm-agent ({})", cluster.name()), agent));
     }
 
-    // What `ocmctl accept` does: the hub administrator's half of the double opt-in.
-    let clusters: Api<ManagedCluster> = Api::all(client);
+    // The hub administrator's half of the double opt-in, with ocmctl's own code.
+    let clusters: Api<ManagedCluster> = Api::all(client.clone());
     for cluster in managed {
-        let name = cluster.name();
-        loop {
-            if clusters.get_opt(name).await.ok().flatten().is_some() {
-                break;
-            }
-            if tokio::time::Instant::now() > deadline {
-                return Err(TestEnvError::Ocm(format!("{name} never joined the hub")));
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        clusters
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"spec": {"hubAcceptsClient": true}})),
-            )
+        let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
+        ocm_cli::accept::accept(&client, cluster.name(), wait)
             .await
-            .map_err(|e| TestEnvError::Ocm(format!("accepting {name}: {e}")))?;
+            .map_err(|e| TestEnvError::Ocm(e.to_string()))?;
     }
     for cluster in managed {
         let name = cluster.name();
