@@ -14,6 +14,7 @@
 pub mod cluster;
 pub mod condition;
 pub mod crds;
+pub mod registration;
 mod schema;
 
 pub use k8s_openapi;

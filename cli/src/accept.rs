@@ -9,8 +9,7 @@ use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use ocm_api::kube::api::{ListParams, Patch, PatchParams};
 use ocm_api::kube::{Api, Client};
 
-const CLUSTER_NAME_LABEL: &str = "open-cluster-management.io/cluster-name";
-const SIGNER_NAME: &str = "open-cluster-management.io/grpc";
+use ocm_api::registration::{CLUSTER_NAME_LABEL, SIGNER_NAME};
 
 /// What accepting one cluster did.
 #[derive(Debug, Clone, PartialEq, Eq)]

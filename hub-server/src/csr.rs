@@ -10,22 +10,16 @@
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use rcgen::{
     CertificateParams, CertificateSigningRequestParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    ExtendedKeyUsagePurpose, Issuer, KeyPair, KeyUsagePurpose,
 };
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
 
-/// The signer the hub signs for.
-pub const SIGNER_NAME: &str = "open-cluster-management.io/grpc";
-/// The label naming the cluster a CSR is for.
-pub const CLUSTER_NAME_LABEL: &str = "open-cluster-management.io/cluster-name";
-/// Who asked, recorded by the hub's CSR service (the CSR itself is created by the hub).
-pub const CSR_USER_ANNOTATION: &str = "open-cluster-management.io/csr-user";
-/// The group every managed cluster's agents are in.
-pub const MANAGED_CLUSTERS_GROUP: &str = "system:open-cluster-management:managed-clusters";
-/// Prefix of a cluster's own group, and of its agents' user names.
-pub const CLUSTER_GROUP_PREFIX: &str = "system:open-cluster-management:";
+pub use ocm_api::registration::{
+    CLUSTER_GROUP_PREFIX, CLUSTER_NAME_LABEL, CSR_USER_ANNOTATION, MANAGED_CLUSTERS_GROUP,
+    SIGNER_NAME,
+};
 
 const OID_COMMON_NAME: &str = "2.5.4.3";
 const OID_ORGANIZATION: &str = "2.5.4.10";
@@ -142,13 +136,10 @@ pub fn issue(
             seconds.unsigned_abs().into(),
         ));
     }
-    let now = OffsetDateTime::now_utc();
-    params.not_before = now - Duration::hours(1);
-    params.not_after = now + lifetime;
-    let mut serial = [0u8; 16];
-    getrandom::fill(&mut serial).map_err(|e| CsrRefusal::Malformed(format!("serial: {e}")))?;
-    serial[0] &= 0x7f;
-    params.serial_number = Some(SerialNumber::from_slice(&serial));
+    let lifetime = Duration::try_from(lifetime)
+        .map_err(|e| CsrRefusal::Malformed(format!("lifetime: {e}")))?;
+    crate::pki::set_validity(&mut params, lifetime)
+        .map_err(|e| CsrRefusal::Malformed(e.to_string()))?;
     let signed = CertificateSigningRequestParams {
         params,
         public_key: requested.public_key,
@@ -437,8 +428,8 @@ mod tests {
                 MANAGED_CLUSTERS_GROUP
             ]
         );
-        let lifetime =
-            cert.validity().not_after.timestamp() - OffsetDateTime::now_utc().unix_timestamp();
+        let lifetime = cert.validity().not_after.timestamp()
+            - time::OffsetDateTime::now_utc().unix_timestamp();
         assert!((590..=600).contains(&lifetime), "{lifetime}");
         assert!(
             cert.extended_key_usage()

@@ -273,7 +273,10 @@ fn issue_serving(
 }
 
 /// Explicit validity, from an hour ago (clock skew between machines), and a random serial.
-fn set_validity(params: &mut CertificateParams, validity: Duration) -> Result<(), PkiError> {
+pub(crate) fn set_validity(
+    params: &mut CertificateParams,
+    validity: Duration,
+) -> Result<(), PkiError> {
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
     params.not_after = now + validity;

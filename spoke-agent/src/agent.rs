@@ -43,6 +43,8 @@ pub enum AgentError {
     Credentials(#[source] Box<ocm_api::kube::Error>),
     #[error("connecting to the hub: {0}")]
     Open(#[from] client::OpenError),
+    #[error("registration needs the gRPC transport; the bootstrap config names another")]
+    NotGrpc,
 }
 
 /// Runs until `cancel`.
@@ -72,10 +74,9 @@ pub async fn run(
             identity
         }
     };
+    // Registration over MQTT is not OCM's either.
     let TransportConfig::Grpc(mut grpc) = config.bootstrap.transport.clone() else {
-        // MQTT registration is not OCM's either.
-        unreachable_transport();
-        return Ok(());
+        return Err(AgentError::NotGrpc);
     };
     grpc.token = None;
     grpc.client_identity = Some(identity);
@@ -116,7 +117,7 @@ pub async fn run(
             }
             _ = status_tick.tick() => report(&hub, &spoke, cluster.as_ref()).await,
             () = &mut renewal => {
-                let every = cluster.as_ref().map_or(Duration::from_secs(60), lease_period);
+                let every = cluster.as_ref().map_or(Duration::from_secs(60), |c| c.spec.lease_duration());
                 if accepted(cluster.as_ref()) {
                     renew(&hub, lease.as_ref()).await;
                 }
@@ -126,22 +127,11 @@ pub async fn run(
     }
 }
 
-fn unreachable_transport() {
-    tracing::error!("registration needs the gRPC transport");
-}
-
 fn accepted(cluster: Option<&ManagedCluster>) -> bool {
     cluster
         .and_then(|c| c.status.as_ref())
         .and_then(|s| condition::find(&s.conditions, CONDITION_HUB_ACCEPTED))
         .is_some_and(|c| c.status == ConditionStatus::True)
-}
-
-fn lease_period(cluster: &ManagedCluster) -> Duration {
-    match u64::try_from(cluster.spec.lease_duration_seconds) {
-        Ok(seconds) if seconds > 0 => Duration::from_secs(seconds),
-        _ => Duration::from_secs(60),
-    }
 }
 
 /// OCM renews with jitter factor 0.25: somewhere in the last quarter before the period ends.
@@ -157,23 +147,14 @@ fn jittered(period: Duration) -> Duration {
 
 /// After (re)subscribing, ask the hub for everything of the data type.
 async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
-    let event_type = data_type.event_type(SubResource::Spec, EventAction::ResyncRequest);
-    let mut event = ocm_transport::CloudEvent {
-        id: uuid::Uuid::new_v4().to_string(),
-        source: cluster.to_owned(),
-        spec_version: ocm_transport::event::SPEC_VERSION.to_owned(),
-        event_type: event_type.to_string(),
-        time: Some(jiff::Timestamp::now()),
-        data_content_type: Some(ocm_transport::event::JSON.to_owned()),
-        data: Some(br#"{"resourceVersions":[]}"#.to_vec()),
-        ..ocm_transport::CloudEvent::default()
-    };
-    for (key, value) in [("clustername", cluster), ("originalsource", "")] {
-        event.extensions.insert(
-            key.to_owned(),
-            ocm_transport::ExtensionValue::String(value.to_owned()),
-        );
-    }
+    let event = ocm_transport::resync::spec_resync_request(
+        data_type,
+        cluster,
+        cluster,
+        &ocm_transport::resync::ResourceVersionList::default(),
+        uuid::Uuid::new_v4().to_string(),
+        jiff::Timestamp::now(),
+    );
     if let Err(err) = hub.publish(&event).await {
         tracing::warn!(%cluster, %data_type, %err, "resync request not sent");
     }

@@ -131,9 +131,15 @@ pub async fn bootstrap(
             }
             // After a reconnect, ask for the CSRs again: an update may have gone by unseen.
             cue = inbox.resync.recv() => {
-                if cue == Some(DataType::certificate_signing_requests()) {
-                    let mut resync = event(RegistrationKind::CertificateSigningRequest, EventAction::ResyncRequest, &request.csr)?;
-                    resync.data = Some(br#"{"resourceVersions":[]}"#.to_vec());
+                if let Some(data_type) = cue.filter(|d| *d == DataType::certificate_signing_requests()) {
+                    let resync = ocm_transport::resync::spec_resync_request(
+                        &data_type,
+                        &cluster,
+                        &cluster,
+                        &ocm_transport::resync::ResourceVersionList::default(),
+                        uuid::Uuid::new_v4().to_string(),
+                        jiff::Timestamp::now(),
+                    );
                     if let Err(err) = hub.publish(&resync).await {
                         tracing::warn!(%cluster, %err, "CSR resync not sent");
                     }

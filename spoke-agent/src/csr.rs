@@ -13,8 +13,7 @@ use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_transport::registration::CLUSTER_NAME_LABEL;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PKCS_ECDSA_P256_SHA256};
 
-pub const SIGNER_NAME: &str = "open-cluster-management.io/grpc";
-pub const MANAGED_CLUSTERS_GROUP: &str = "system:open-cluster-management:managed-clusters";
+pub use ocm_api::registration::{MANAGED_CLUSTERS_GROUP, SIGNER_NAME};
 
 /// The agent's identity on the hub.
 #[derive(Debug, Clone, PartialEq, Eq)]

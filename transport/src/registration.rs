@@ -19,7 +19,7 @@ use crate::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION, extension};
 use crate::event_type::{DataType, EventAction, EventType, SubResource};
 
 /// The label naming a CSR's cluster; a CSR's `clustername` extension is its value.
-pub const CLUSTER_NAME_LABEL: &str = "open-cluster-management.io/cluster-name";
+pub use ocm_api::registration::CLUSTER_NAME_LABEL;
 
 /// The registration data types OCM's hub serves (ocm-wire-protocol.md §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -139,6 +139,39 @@ pub fn resource_version_value(
     }
 }
 
+/// An agent's `spec.resync_request` for `data_type`: the versions it holds (an empty list asks
+/// for everything), from `source` for `cluster`, with `originalsource` empty (all sources).
+pub fn spec_resync_request(
+    data_type: &DataType,
+    source: &str,
+    cluster: &str,
+    held: &ResourceVersionList,
+    id: String,
+    now: Timestamp,
+) -> CloudEvent {
+    let event_type = data_type.event_type(SubResource::Spec, EventAction::ResyncRequest);
+    let mut event = CloudEvent {
+        id,
+        source: source.to_owned(),
+        spec_version: SPEC_VERSION.to_owned(),
+        event_type: event_type.to_string(),
+        time: Some(now),
+        data_content_type: Some(crate::event::JSON.to_owned()),
+        // Two plain fields: serialising them cannot fail.
+        data: Some(serde_json::to_vec(held).unwrap_or_default()),
+        ..CloudEvent::default()
+    };
+    for (key, value) in [
+        (extension::CLUSTER_NAME, cluster),
+        (extension::ORIGINAL_SOURCE, ""),
+    ] {
+        event
+            .extensions
+            .insert(key.to_owned(), ExtensionValue::String(value.to_owned()));
+    }
+    event
+}
+
 /// The deletion a hub synthesizes for a resource only the agent still holds: a data-less
 /// `spec.resync_response` carrying `deletiontimestamp` and `resourceversion`.
 pub fn synthesized_delete(
@@ -294,6 +327,40 @@ mod tests {
         assert_eq!(
             plan_status_resync(agent, &StatusHashList::default()),
             ["changed", "same", "unlisted"]
+        );
+    }
+
+    #[test]
+    fn an_agents_spec_resync_request_asks_all_sources_with_its_versions() {
+        let request = spec_resync_request(
+            &DataType::leases(),
+            "cluster1",
+            "cluster1",
+            &held(&[("uid-1", 7)]),
+            "e1".into(),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(
+            request.event_type,
+            "coordination.k8s.io.v1.leases.spec.resync_request"
+        );
+        assert_eq!(request.cluster_name(), Some("cluster1"));
+        assert_eq!(request.extension_str(extension::ORIGINAL_SOURCE), Some(""));
+        assert_eq!(
+            request.data.as_deref(),
+            Some(&br#"{"resourceVersions":[{"resourceID":"uid-1","resourceVersion":7}]}"#[..])
+        );
+        let everything = spec_resync_request(
+            &DataType::leases(),
+            "cluster1",
+            "cluster1",
+            &ResourceVersionList::default(),
+            "e2".into(),
+            Timestamp::UNIX_EPOCH,
+        );
+        assert_eq!(
+            everything.data.as_deref(),
+            Some(&br#"{"resourceVersions":[]}"#[..])
         );
     }
 

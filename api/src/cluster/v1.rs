@@ -88,6 +88,16 @@ fn default_lease_duration_seconds() -> i32 {
     60
 }
 
+impl ManagedClusterSpec {
+    /// The lease period the agent renews at; OCM reads 0 (or less) as 60 s.
+    pub fn lease_duration(&self) -> std::time::Duration {
+        match u64::try_from(self.lease_duration_seconds) {
+            Ok(seconds) if seconds > 0 => std::time::Duration::from_secs(seconds),
+            _ => std::time::Duration::from_secs(60),
+        }
+    }
+}
+
 /// As the apiserver defaults it: a 60 s lease.
 impl Default for ManagedClusterSpec {
     fn default() -> Self {

@@ -43,6 +43,8 @@ pub struct AcceptanceError {
 
 struct Context {
     client: Client,
+    /// The shared ClusterRoles are the same for every cluster: applied once, not per reconcile.
+    shared_roles_applied: std::sync::atomic::AtomicBool,
 }
 
 /// Runs the controller until `cancel`.
@@ -50,7 +52,14 @@ pub async fn run(client: Client, cancel: CancellationToken) {
     let clusters: Api<ManagedCluster> = Api::all(client.clone());
     Controller::new(clusters, watcher::Config::default())
         .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, Arc::new(Context { client }))
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(Context {
+                client,
+                shared_roles_applied: std::sync::atomic::AtomicBool::new(false),
+            }),
+        )
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(%err, "ManagedCluster reconcile");
@@ -110,12 +119,19 @@ async fn reconcile(
         apply(client, &rbac::cluster_namespace(&name))
             .await
             .map_err(err("applying its namespace"))?;
-        apply(client, &rbac::shared_registration_role())
-            .await
-            .map_err(err("applying the shared registration role"))?;
-        apply(client, &rbac::shared_work_role())
-            .await
-            .map_err(err("applying the shared work role"))?;
+        if !ctx
+            .shared_roles_applied
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            apply(client, &rbac::shared_registration_role())
+                .await
+                .map_err(err("applying the shared registration role"))?;
+            apply(client, &rbac::shared_work_role())
+                .await
+                .map_err(err("applying the shared work role"))?;
+            ctx.shared_roles_applied
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         apply_binding(client, &rbac::registration_role_binding(&name))
             .await
             .map_err(err("applying its registration RoleBinding"))?;
@@ -212,10 +228,7 @@ async fn create_lease(
         },
         spec: Some(LeaseSpec {
             holder_identity: Some(CLUSTER_LEASE.to_owned()),
-            lease_duration_seconds: i32::try_from(
-                super::availability::lease_duration(cluster).as_secs(),
-            )
-            .ok(),
+            lease_duration_seconds: i32::try_from(cluster.spec.lease_duration().as_secs()).ok(),
             renew_time: Some(MicroTime(ocm_api::k8s_openapi::jiff::Timestamp::now())),
             ..LeaseSpec::default()
         }),

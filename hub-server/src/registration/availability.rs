@@ -42,14 +42,6 @@ impl Default for AvailabilityConfig {
     }
 }
 
-/// The lease duration a cluster asks for (0 means OCM's 60 s).
-pub fn lease_duration(cluster: &ManagedCluster) -> Duration {
-    match u64::try_from(cluster.spec.lease_duration_seconds) {
-        Ok(seconds) if seconds > 0 => Duration::from_secs(seconds),
-        _ => Duration::from_secs(60),
-    }
-}
-
 /// The Available condition the hub sets for `cluster`, if it sets one now: `Unknown` once an
 /// accepted cluster's lease expired (and it is not already Unknown).
 pub fn lost_condition(
@@ -61,7 +53,12 @@ pub fn lost_condition(
     if !cluster.spec.hub_accepts_client || cluster.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    if !lease_expired(renewed, now, lease_duration(cluster), grace_multiplier) {
+    if !lease_expired(
+        renewed,
+        now,
+        cluster.spec.lease_duration(),
+        grace_multiplier,
+    ) {
         return None;
     }
     let mut conditions = cluster
@@ -76,7 +73,7 @@ pub fn lost_condition(
         "ManagedClusterLeaseUpdateStopped",
         &format!(
             "Registration agent stopped updating its lease within {} seconds.",
-            (lease_duration(cluster) * grace_multiplier).as_secs()
+            (cluster.spec.lease_duration() * grace_multiplier).as_secs()
         ),
         now,
     );

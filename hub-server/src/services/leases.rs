@@ -61,25 +61,29 @@ impl KindOps for LeaseOps {
     async fn update(&self, lease: Lease) -> Result<(), Status> {
         let namespace = lease.metadata.namespace.clone().unwrap_or_default();
         let name = lease.metadata.name.clone().unwrap_or_default();
-        let now = jiff::Timestamp::now();
-        let cluster_lease = name == CLUSTER_LEASE;
-        if cluster_lease {
-            let renewed = lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.renew_time.as_ref())
-                .map_or(now, |t| t.0);
-            self.liveness.renewed(&namespace, renewed);
+        let api = Api::<Lease>::namespaced(self.client.clone(), &namespace);
+        if name == CLUSTER_LEASE {
+            let now = jiff::Timestamp::now();
+            let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.clone());
+            self.liveness
+                .renewed(&namespace, renewed.as_ref().map_or(now, |t| t.0));
             if !self
                 .liveness
                 .write_due(&namespace, now, self.write_interval)
             {
                 return Ok(());
             }
+            // Only the renewal matters, and a patch never conflicts with the hub's own writes;
+            // a missing lease comes back as the apiserver's NotFound, which agents act on.
+            let patch =
+                serde_json::json!({"spec": {"renewTime": renewed.unwrap_or(MicroTime(now))}});
+            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(kube_status)?;
+            self.liveness.wrote(&namespace, now);
+            return Ok(());
         }
-        let api = Api::<Lease>::namespaced(self.client.clone(), &namespace);
-        // A PUT would create a missing lease; the hub creates leases, so say NotFound, which
-        // OCM's agents act on.
+        // A PUT would create a missing lease; the hub creates leases, so say NotFound.
         if api.get_opt(&name).await.map_err(kube_status)?.is_none() {
             let missing = status_error::Status::failure(
                 "NotFound",
@@ -92,17 +96,6 @@ impl KindOps for LeaseOps {
                 }),
             );
             return Err(Status::failed_precondition(missing.to_grpc_message()));
-        }
-        if cluster_lease {
-            // Only the renewal matters, and a patch never conflicts with the hub's own writes.
-            let spec = lease.spec.unwrap_or_default();
-            let renew_time = spec.renew_time.unwrap_or(MicroTime(now));
-            let patch = serde_json::json!({"spec": {"renewTime": renew_time}});
-            api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-                .await
-                .map_err(kube_status)?;
-            self.liveness.wrote(&namespace, now);
-            return Ok(());
         }
         api.replace(&name, &PostParams::default(), &lease)
             .await
