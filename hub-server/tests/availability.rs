@@ -214,3 +214,63 @@ async fn a_silent_agent_makes_its_cluster_unknown_and_unreachable_within_the_gra
     cancel.cancel();
     hub.stop();
 }
+
+/// An agent just accepted reports Available before its first renewal reaches the hub; OCM gives
+/// it the full grace from then (it creates the missing Lease with the current time) rather
+/// than judging it lost at once.
+#[tokio::test]
+async fn a_just_accepted_cluster_gets_the_full_grace_before_its_first_renewal() {
+    let hub = Cluster::start("first-renewal").await.unwrap();
+    let kube = hub.client().unwrap();
+    ocm_hub_server::crds::install(&kube, &ocm_api::crds::hub(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    tokio::spawn(acceptance::run(kube.clone(), cancel.clone()));
+    let config = AvailabilityConfig {
+        grace_multiplier: 2,
+        check_every: Duration::from_millis(200),
+    };
+    tokio::spawn(availability::run(
+        kube.clone(),
+        Arc::new(Liveness::new()),
+        config,
+        cancel.clone(),
+    ));
+    let clusters: Api<ManagedCluster> = Api::all(kube.clone());
+    clusters
+        .create(
+            &PostParams::default(),
+            &ManagedCluster::new(
+                "cluster1",
+                ManagedClusterSpec {
+                    hub_accepts_client: true,
+                    lease_duration_seconds: 3,
+                    ..ManagedClusterSpec::default()
+                },
+            ),
+        )
+        .await
+        .unwrap();
+    report_available(&clusters).await;
+    let reported = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        available(&clusters.get("cluster1").await.unwrap()).map(|a| a.0),
+        Some(ConditionStatus::True),
+        "2 s into a 2 × 3 s grace, no renewal yet"
+    );
+    // Still no renewal: lost once the grace has passed, not before.
+    eventually("Available=Unknown after the grace", async || {
+        let cluster = clusters.get("cluster1").await.unwrap();
+        (available(&cluster).map(|a| a.0) == Some(ConditionStatus::Unknown)).then_some(())
+    })
+    .await;
+    assert!(
+        reported.elapsed() >= Duration::from_secs(5),
+        "lost after {:?}, before the 6 s grace",
+        reported.elapsed()
+    );
+    cancel.cancel();
+    hub.stop();
+}

@@ -167,12 +167,12 @@ async fn check(
     // Guarded by the resourceVersion seen, so an agent's concurrent report is never lost; a
     // conflict is retried on the next check with the newer object.
     let version = cluster.metadata.resource_version.clone();
-    if let Some(conditions) = lost_condition(
-        cluster,
-        liveness.last_renewed(&name),
-        now,
-        config.grace_multiplier,
-    ) {
+    // Only accepted clusters have a lease to judge; one not heard from yet gets the full grace.
+    let renewed = cluster
+        .spec
+        .hub_accepts_client
+        .then(|| liveness.last_renewed_or_start(&name, now));
+    if let Some(conditions) = lost_condition(cluster, renewed, now, config.grace_multiplier) {
         let patch = serde_json::json!({
             "metadata": {"resourceVersion": version},
             "status": {"conditions": conditions},

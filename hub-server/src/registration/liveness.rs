@@ -65,6 +65,20 @@ impl Liveness {
         });
     }
 
+    /// When `cluster` last renewed; a cluster never heard of starts its grace at `now`, as OCM
+    /// creates a missing Lease with the current time rather than judging the cluster lost at once
+    /// (an agent just accepted has not renewed yet).
+    pub fn last_renewed_or_start(&self, cluster: &str, now: Timestamp) -> Timestamp {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        clusters
+            .entry(cluster.to_owned())
+            .or_insert(Entry {
+                renewed: now,
+                written: None,
+            })
+            .renewed
+    }
+
     /// When `cluster` last renewed, if ever.
     pub fn last_renewed(&self, cluster: &str) -> Option<Timestamp> {
         let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,6 +142,23 @@ mod tests {
         );
         liveness.forget("c1");
         assert_eq!(liveness.last_renewed("c1"), None);
+    }
+
+    #[test]
+    fn a_cluster_never_heard_of_starts_its_grace_when_first_checked() {
+        let liveness = Liveness::new();
+        assert_eq!(liveness.last_renewed_or_start("c1", at(100)), at(100));
+        assert_eq!(
+            liveness.last_renewed_or_start("c1", at(200)),
+            at(100),
+            "the start is kept, not moved on every check"
+        );
+        assert!(
+            liveness.write_due("c1", at(100), Duration::from_secs(60)),
+            "the first renewal still writes the Lease"
+        );
+        liveness.renewed("c1", at(150));
+        assert_eq!(liveness.last_renewed_or_start("c1", at(300)), at(150));
     }
 
     #[test]
