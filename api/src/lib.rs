@@ -6,7 +6,8 @@
 //!
 //! The OCM kinds, as Rust types whose generated CRDs match OCM's published schemas ([`crds`]):
 //! [`cluster`] (ManagedCluster, ManagedClusterSet, ManagedClusterSetBinding, ClusterClaim), with
-//! OCM's [`condition::Condition`]. ManifestWork, Placement and the add-on kinds arrive with the
+//! OCM's [`condition::Condition`], and [`label_selector`] (Kubernetes label selectors evaluated
+//! as Go evaluates them). ManifestWork, Placement and the add-on kinds arrive with the
 //! issues that implement their behaviour.
 //!
 //! Architecture invariant: types and pure helpers only; no I/O.
@@ -14,6 +15,7 @@
 pub mod cluster;
 pub mod condition;
 pub mod crds;
+pub mod label_selector;
 pub mod registration;
 mod schema;
 

@@ -11,3 +11,5 @@ pub const CSR_USER_ANNOTATION: &str = "open-cluster-management.io/csr-user";
 pub const MANAGED_CLUSTERS_GROUP: &str = "system:open-cluster-management:managed-clusters";
 /// Prefix of a cluster's own group (`…<cluster>`) and of its agents' users (`…<cluster>:<agent>`).
 pub const CLUSTER_GROUP_PREFIX: &str = "system:open-cluster-management:";
+/// The Lease in a cluster's namespace on the hub that its agent renews.
+pub const CLUSTER_LEASE: &str = "managed-cluster-lease";

@@ -111,8 +111,8 @@ pub fn auto_approval(
 }
 
 /// The client certificate the hub CA issues for an approved, well-formed request: the request's
-/// subject and key, client-auth usage, valid from an hour ago (clock skew) until `validity` from
-/// now, shortened to `expirationSeconds` when the request asks for less.
+/// subject and key, client-auth usage, valid (backdated a little for clock skew) until `validity`
+/// from now, shortened to `expirationSeconds` when the request asks for less.
 pub fn issue(
     csr: &CertificateSigningRequest,
     issuer: &Issuer<'_, KeyPair>,

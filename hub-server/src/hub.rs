@@ -194,6 +194,10 @@ pub async fn run(
     );
     tokio::spawn(csr_controller::run(Arc::new(signer), cancel.clone()));
     tokio::spawn(acceptance::run(client.clone(), cancel.clone()));
+    tokio::spawn(crate::registration::clustersets::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tokio::spawn(availability::run(
         client.clone(),
         liveness,

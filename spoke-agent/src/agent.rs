@@ -13,16 +13,19 @@ use ocm_api::cluster::v1::{
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_api::k8s_openapi::api::core::v1::Node;
-use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use ocm_api::kube::api::ListParams;
 use ocm_api::kube::{Api, Client};
+use ocm_api::registration::CLUSTER_LEASE;
 use ocm_transport::client::{self, InboxOptions, Interest, Publisher, Role, TransportConfig};
 use ocm_transport::event_type::{DataType, EventAction, SubResource};
 use ocm_transport::registration::{self, Decoded, RegistrationKind};
+use ocm_transport::tls::PemIdentity;
 use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{self, BootstrapConfig};
 use crate::credentials::CredentialStore;
+use crate::rotation::{self, CertificateError, Validity};
 use crate::status;
 
 /// How the agent runs.
@@ -45,86 +48,225 @@ pub enum AgentError {
     Open(#[from] client::OpenError),
     #[error("registration needs the gRPC transport; the bootstrap config names another")]
     NotGrpc,
+    #[error(transparent)]
+    Certificate(#[from] CertificateError),
 }
 
-/// Runs until `cancel`.
+/// Why a connection with one credential ended.
+enum Ended {
+    Cancelled,
+    /// The certificate expired before a renewal succeeded.
+    Expired,
+    /// The hub no longer accepts the certificate (another CA, revoked, …).
+    Refused(String),
+}
+
+/// Runs until `cancel`: with the stored credential or a new one from bootstrapping, and again
+/// from bootstrapping whenever the hub refuses the credential or it expires unrenewed.
 pub async fn run(
     spoke: Client,
     config: AgentConfig,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let name = config.bootstrap.name.clone();
-    let identity = match config
-        .credentials
-        .load(&name, Duration::from_secs(60))
-        .await
-        .map_err(|e| AgentError::Credentials(Box::new(e)))?
-    {
-        Some(identity) => {
-            tracing::info!(cluster = %name.cluster, "using the stored hub credential");
-            identity
-        }
-        None => {
-            let identity = bootstrap::bootstrap(&config.bootstrap, &cancel).await?;
+    let mut refused_before = false;
+    loop {
+        let stored = if refused_before {
+            None
+        } else {
             config
                 .credentials
-                .store(&name, &identity)
+                .load(&name, Duration::from_secs(5))
                 .await
-                .map_err(|e| AgentError::Credentials(Box::new(e)))?;
-            identity
+                .map_err(|e| AgentError::Credentials(Box::new(e)))?
+        };
+        let identity = match stored {
+            Some(identity) => {
+                tracing::info!(cluster = %name.cluster, "using the stored hub credential");
+                identity
+            }
+            None => {
+                let identity = bootstrap::bootstrap(&config.bootstrap, &cancel).await?;
+                config
+                    .credentials
+                    .store(&name, &identity)
+                    .await
+                    .map_err(|e| AgentError::Credentials(Box::new(e)))?;
+                identity
+            }
+        };
+        match connected(&spoke, &config, identity, &cancel).await? {
+            Ended::Cancelled => return Ok(()),
+            Ended::Expired => {
+                tracing::warn!(cluster = %name.cluster, "the client certificate expired unrenewed; bootstrapping again");
+                refused_before = false;
+            }
+            Ended::Refused(why) => {
+                tracing::warn!(cluster = %name.cluster, reason = %why, "the hub refused the client certificate; bootstrapping again");
+                // A certificate refused right after bootstrapping would be refused again: wait
+                // rather than flood the hub with requests.
+                if refused_before {
+                    tokio::select! {
+                        () = cancel.cancelled() => return Ok(()),
+                        () = tokio::time::sleep(Duration::from_secs(30)) => {}
+                    }
+                }
+                refused_before = true;
+            }
         }
-    };
+    }
+}
+
+/// Works with `identity` until it ends: follows the ManagedCluster and lease, renews the lease,
+/// reports status, and renews the certificate when due.
+async fn connected(
+    spoke: &Client,
+    config: &AgentConfig,
+    identity: PemIdentity,
+    cancel: &CancellationToken,
+) -> Result<Ended, AgentError> {
+    let name = &config.bootstrap.name;
     // Registration over MQTT is not OCM's either.
     let TransportConfig::Grpc(mut grpc) = config.bootstrap.transport.clone() else {
         return Err(AgentError::NotGrpc);
     };
     grpc.token = None;
-    grpc.client_identity = Some(identity);
+    grpc.client_identity = Some(identity.clone());
     let interest = Interest {
         role: Role::Agent {
             cluster: name.cluster.clone(),
         },
         data_types: vec![DataType::managed_clusters(), DataType::leases()],
     };
+    let connection = cancel.child_token();
+    // The connection's tasks end with this function, whatever the way out.
+    let _disconnect = connection.clone().drop_guard();
     let (hub, mut inbox) = client::open(
         TransportConfig::Grpc(grpc),
         interest,
         InboxOptions::default(),
-        cancel.child_token(),
+        connection.clone(),
     )?;
+    let Publisher::Grpc(grpc_client) = &hub else {
+        return Err(AgentError::NotGrpc);
+    };
+    let mut refusal = grpc_client.credential_refusal();
+    let mut identity = identity;
+    let mut validity = Validity::of(&identity.cert_chain)?;
+    let mut renew_at = validity.renewal_due(rotation::jittered_fraction());
+    let mut renewing: Option<
+        tokio::task::JoinHandle<Result<PemIdentity, bootstrap::BootstrapError>>,
+    > = None;
     let mut cluster: Option<ManagedCluster> = None;
     let mut lease: Option<Lease> = None;
     let mut status_tick = tokio::time::interval(config.status_every);
     let renewal = tokio::time::sleep(Duration::from_secs(1));
     tokio::pin!(renewal);
     loop {
+        let now = jiff::Timestamp::now();
+        let rotation_due = rotation::until(now, renew_at);
+        let expiry = rotation::until(now, validity.not_after);
         tokio::select! {
-            () = cancel.cancelled() => return Ok(()),
+            () = cancel.cancelled() => return Ok(Ended::Cancelled),
+            changed = refusal.changed() => {
+                if changed.is_err() {
+                    return Ok(Ended::Cancelled);
+                }
+                let refused = refusal.borrow_and_update().clone();
+                if let Some(why) = refused {
+                    return Ok(Ended::Refused(why));
+                }
+            }
+            () = tokio::time::sleep(expiry) => return Ok(Ended::Expired),
+            () = tokio::time::sleep(rotation_due), if renewing.is_none() => {
+                tracing::info!(cluster = %name.cluster, not_after = %validity.not_after, "renewing the client certificate");
+                let (bootstrap_config, current, stop) =
+                    (config.bootstrap.clone(), identity.clone(), connection.clone());
+                renewing = Some(tokio::spawn(async move {
+                    bootstrap::renew(&bootstrap_config, &current, &stop).await
+                }));
+            }
+            done = async {
+                match renewing.as_mut() {
+                    Some(task) => task.await,
+                    None => std::future::pending().await,
+                }
+            }, if renewing.is_some() => {
+                renewing = None;
+                match done {
+                    Ok(Ok(renewed)) => match rotate(config, grpc_client, &renewed).await {
+                        Ok(next) => {
+                            identity = renewed;
+                            validity = next;
+                            renew_at = validity.renewal_due(rotation::jittered_fraction());
+                            tracing::info!(cluster = %name.cluster, not_after = %validity.not_after, "client certificate renewed");
+                        }
+                        Err(err) => {
+                            renew_at = validity.retry_at(jiff::Timestamp::now());
+                            tracing::warn!(cluster = %name.cluster, %err, retry_at = %renew_at, "renewed certificate not taken into use");
+                        }
+                    },
+                    Ok(Err(err)) => {
+                        renew_at = validity.retry_at(jiff::Timestamp::now());
+                        tracing::warn!(cluster = %name.cluster, %err, retry_at = %renew_at, "certificate renewal failed");
+                    }
+                    Err(err) => {
+                        renew_at = validity.retry_at(jiff::Timestamp::now());
+                        tracing::warn!(cluster = %name.cluster, %err, retry_at = %renew_at, "certificate renewal stopped");
+                    }
+                }
+            }
             cue = inbox.resync.recv() => {
-                let Some(data_type) = cue else { return Ok(()) };
+                let Some(data_type) = cue else { return Ok(Ended::Cancelled) };
                 resync(&hub, &name.cluster, &data_type).await;
             }
             event = inbox.events.recv() => {
-                let Some(event) = event else { return Ok(()) };
+                let Some(event) = event else { return Ok(Ended::Cancelled) };
                 if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
                     if let Ok(Decoded::Object(current)) = registration::decode::<ManagedCluster>(RegistrationKind::ManagedCluster, &event) {
+                        // Renew at once when just accepted, and follow a changed lease duration
+                        // now rather than after the old period (OCM resets its ticker too).
+                        let newly_accepted = accepted(Some(&current)) && !accepted(cluster.as_ref());
+                        let period_changed = cluster.as_ref().map(|c| c.spec.lease_duration()) != Some(current.spec.lease_duration());
+                        if newly_accepted || period_changed {
+                            renewal.as_mut().reset(tokio::time::Instant::now() + if newly_accepted { Duration::ZERO } else { jittered(current.spec.lease_duration()) });
+                        }
                         cluster = Some(current);
-                        report(&hub, &spoke, cluster.as_ref()).await;
+                        report(&hub, spoke, cluster.as_ref()).await;
                     }
                 } else if let Ok(Decoded::Object(current)) = registration::decode::<Lease>(RegistrationKind::Lease, &event) {
                     lease = Some(current);
                 }
             }
-            _ = status_tick.tick() => report(&hub, &spoke, cluster.as_ref()).await,
+            _ = status_tick.tick() => report(&hub, spoke, cluster.as_ref()).await,
             () = &mut renewal => {
                 let every = cluster.as_ref().map_or(Duration::from_secs(60), |c| c.spec.lease_duration());
                 if accepted(cluster.as_ref()) {
-                    renew(&hub, lease.as_ref()).await;
+                    renew(&hub, &name.cluster, lease.as_ref()).await;
                 }
                 renewal.as_mut().reset(tokio::time::Instant::now() + jittered(every));
             }
         }
     }
+}
+
+/// Takes a renewed certificate into use: stored first (a restart then finds it), then presented
+/// on a new connection; the subscriptions move over and resync.
+async fn rotate(
+    config: &AgentConfig,
+    client: &ocm_transport::grpc_client::GrpcClient,
+    renewed: &PemIdentity,
+) -> Result<Validity, String> {
+    let validity = Validity::of(&renewed.cert_chain).map_err(|e| e.to_string())?;
+    config
+        .credentials
+        .store(&config.bootstrap.name, renewed)
+        .await
+        .map_err(|e| format!("storing it: {e}"))?;
+    client
+        .rotate_certificate(renewed)
+        .map_err(|e| format!("presenting it: {e}"))?;
+    Ok(validity)
 }
 
 fn accepted(cluster: Option<&ManagedCluster>) -> bool {
@@ -160,9 +302,18 @@ async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
     }
 }
 
-async fn renew(hub: &Publisher, lease: Option<&Lease>) {
-    let Some(lease) = lease else { return };
-    let mut renewed = lease.clone();
+/// Renews the cluster lease: the one the hub sent, or — before it has arrived (the lease
+/// subscription is refused until the cluster is accepted, then waits out its backoff) — one
+/// naming just the lease, which is all the hub needs to record a renewal.
+async fn renew(hub: &Publisher, cluster: &str, lease: Option<&Lease>) {
+    let mut renewed = lease.cloned().unwrap_or_else(|| Lease {
+        metadata: ObjectMeta {
+            name: Some(CLUSTER_LEASE.to_owned()),
+            namespace: Some(cluster.to_owned()),
+            ..ObjectMeta::default()
+        },
+        ..Lease::default()
+    });
     renewed.spec.get_or_insert_with(Default::default).renew_time =
         Some(MicroTime(ocm_api::k8s_openapi::jiff::Timestamp::now()));
     let cluster = renewed.metadata.namespace.clone().unwrap_or_default();

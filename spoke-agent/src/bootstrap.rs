@@ -56,6 +56,41 @@ pub async fn bootstrap(
     config: &BootstrapConfig,
     cancel: &CancellationToken,
 ) -> Result<PemIdentity, BootstrapError> {
+    obtain(config, config.transport.clone(), Purpose::Join, cancel).await
+}
+
+/// Renews `current` before it expires: a new key and request, sent over a connection that
+/// authenticates with `current` itself (not the bootstrap token), which the hub approves
+/// automatically when the requester is the certificate's own name and may `renew`.
+pub async fn renew(
+    config: &BootstrapConfig,
+    current: &PemIdentity,
+    cancel: &CancellationToken,
+) -> Result<PemIdentity, BootstrapError> {
+    let TransportConfig::Grpc(mut grpc) = config.transport.clone() else {
+        return Err(BootstrapError::Refused {
+            what: "a renewal over MQTT",
+            detail: "registration needs the gRPC transport".to_owned(),
+        });
+    };
+    grpc.token = None;
+    grpc.client_identity = Some(current.clone());
+    obtain(config, TransportConfig::Grpc(grpc), Purpose::Renew, cancel).await
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// First contact: the ManagedCluster is created (or found) before the request.
+    Join,
+    Renew,
+}
+
+async fn obtain(
+    config: &BootstrapConfig,
+    transport: TransportConfig,
+    purpose: Purpose,
+    cancel: &CancellationToken,
+) -> Result<PemIdentity, BootstrapError> {
     let connection = cancel.child_token();
     // Dropped (and so disconnected) on every return.
     let _disconnect = connection.clone().drop_guard();
@@ -69,12 +104,7 @@ pub async fn bootstrap(
             DataType::certificate_signing_requests(),
         ],
     };
-    let (hub, mut inbox) = client::open(
-        config.transport.clone(),
-        interest,
-        InboxOptions::default(),
-        connection,
-    )?;
+    let (hub, mut inbox) = client::open(transport, interest, InboxOptions::default(), connection)?;
     let deadline = tokio::time::Instant::now() + config.timeout;
     // Subscribed to both before asking, so the answer cannot be missed.
     for _ in 0..2 {
@@ -85,24 +115,26 @@ pub async fn bootstrap(
         }
     }
 
-    let joining = ManagedCluster::new(&cluster, ManagedClusterSpec::default());
-    match hub
-        .publish(&event(
-            RegistrationKind::ManagedCluster,
-            EventAction::CreateRequest,
-            &joining,
-        )?)
-        .await
-    {
-        Ok(()) => tracing::info!(%cluster, "ManagedCluster created on the hub"),
-        Err(err) if already_exists(&err) => {
-            tracing::info!(%cluster, "ManagedCluster exists on the hub")
-        }
-        Err(err) => {
-            return Err(BootstrapError::Refused {
-                what: "the ManagedCluster",
-                detail: err.to_string(),
-            });
+    if purpose == Purpose::Join {
+        let joining = ManagedCluster::new(&cluster, ManagedClusterSpec::default());
+        match hub
+            .publish(&event(
+                RegistrationKind::ManagedCluster,
+                EventAction::CreateRequest,
+                &joining,
+            )?)
+            .await
+        {
+            Ok(()) => tracing::info!(%cluster, "ManagedCluster created on the hub"),
+            Err(err) if already_exists(&err) => {
+                tracing::info!(%cluster, "ManagedCluster exists on the hub")
+            }
+            Err(err) => {
+                return Err(BootstrapError::Refused {
+                    what: "the ManagedCluster",
+                    detail: err.to_string(),
+                });
+            }
         }
     }
     let request = csr::new_request(&config.name, config.expiration_seconds)?;
@@ -117,7 +149,14 @@ pub async fn bootstrap(
         what: "the certificate request",
         detail: err.to_string(),
     })?;
-    tracing::info!(%cluster, csr = %csr_name, "certificate requested; waiting for the hub to approve and sign it");
+    match purpose {
+        Purpose::Join => {
+            tracing::info!(%cluster, csr = %csr_name, "certificate requested; waiting for the hub to approve and sign it")
+        }
+        Purpose::Renew => {
+            tracing::info!(%cluster, csr = %csr_name, "certificate renewal requested")
+        }
+    }
 
     let mut notice = tokio::time::interval(config.waiting_notice);
     notice.tick().await;

@@ -9,4 +9,5 @@ pub mod agent;
 pub mod bootstrap;
 pub mod credentials;
 pub mod csr;
+pub mod rotation;
 pub mod status;

@@ -32,6 +32,8 @@ pub struct GrpcClient {
     identity: Option<Arc<ReloadableIdentity>>,
     /// Bumped on every rotation; open subscriptions end and resubscribe on the new connection.
     rotations: Arc<watch::Sender<u64>>,
+    /// Set when the broker refuses this client's credential, cleared when it is accepted again.
+    refusal: Arc<watch::Sender<Option<String>>>,
     token: Option<Arc<str>>,
     /// The limit is per connection, as OCM's.
     publish_limit: Arc<RateLimiter>,
@@ -102,6 +104,7 @@ impl GrpcClient {
             make_channel: Arc::new(make_channel),
             identity,
             rotations: Arc::new(watch::channel(0).0),
+            refusal: Arc::new(watch::channel(None).0),
             token: config.token.as_deref().map(Arc::from),
             publish_limit: Arc::new(RateLimiter::ocm_default()),
         })
@@ -118,6 +121,25 @@ impl GrpcClient {
         self.channel.store(Arc::new((self.make_channel)()));
         self.rotations.send_modify(|generation| *generation += 1);
         Ok(())
+    }
+
+    /// Follows whether the broker refuses this client's credential (`Some(why)`): a client
+    /// certificate it does not trust or that expired, or a token it does not accept. An agent
+    /// takes this as its cue to bootstrap again; a network failure is never a refusal.
+    pub fn credential_refusal(&self) -> watch::Receiver<Option<String>> {
+        self.refusal.subscribe()
+    }
+
+    fn record(&self, outcome: Result<(), &Status>) {
+        let refused = outcome.err().and_then(refusal_reason);
+        if let Some(why) = &refused {
+            tracing::warn!(reason = %why, "the broker refused this client's credential");
+        }
+        self.refusal.send_if_modified(|current| {
+            let changed = *current != refused;
+            *current = refused;
+            changed
+        });
     }
 
     fn request<T>(&self, message: T) -> tonic::Request<T> {
@@ -137,7 +159,9 @@ impl GrpcClient {
         let request = self.request(PublishRequest {
             event: Some(grpc_binding::encode(event)),
         });
-        client.publish(request).await.map(|_| ())
+        let outcome = client.publish(request).await.map(|_| ());
+        self.record(outcome.as_ref().map(|_| ()));
+        outcome
     }
 
     /// Keeps a subscription alive until `cancel`: decoded events go to `events`, and after every
@@ -198,8 +222,12 @@ impl GrpcClient {
         let mut client = CloudEventServiceClient::new((*self.channel.load_full()).clone());
         let response = match client.subscribe(self.request(subscription.clone())).await {
             Ok(response) => response,
-            Err(status) => return StreamEnd::broken(&status, false),
+            Err(status) => {
+                self.record(Err(&status));
+                return StreamEnd::broken(&status, false);
+            }
         };
+        self.record(Ok(()));
         let Some(id) = response
             .metadata()
             .get(SUBSCRIPTION_ID_HEADER)
@@ -287,6 +315,66 @@ impl StreamEnd {
         };
         Self::Broken { reason, received }
     }
+}
+
+/// Why `status` means the broker refused the client's credential, if it does: `Unauthenticated`,
+/// or a TLS alert with which the broker rejected the client certificate during the handshake
+/// (with TLS 1.3 the client learns of it only on its first read, as a transport error).
+pub fn refusal_reason(status: &Status) -> Option<String> {
+    if status.code() == Code::Unauthenticated {
+        return Some(format!("unauthenticated: {}", status.message()));
+    }
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(status);
+    while let Some(error) = next {
+        // io::Error hides the error it wraps from `source()`; look inside it explicitly.
+        let inner = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(error), inner].into_iter().flatten() {
+            if let Some(rustls::Error::AlertReceived(alert)) =
+                candidate.downcast_ref::<rustls::Error>()
+                && rejects_certificate(*alert)
+            {
+                return Some(format!(
+                    "the broker rejected the client certificate ({alert:?})"
+                ));
+            }
+        }
+        // On its way up through h2 the TLS error is flattened into an io::Error carrying only
+        // rustls' text ("received fatal alert: UnknownCA").
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(alert) = io
+                .to_string()
+                .strip_prefix("received fatal alert: ")
+                .map(str::to_owned)
+            && CERTIFICATE_ALERTS
+                .iter()
+                .any(|known| format!("{known:?}") == alert)
+        {
+            return Some(format!(
+                "the broker rejected the client certificate ({alert})"
+            ));
+        }
+        next = inner.and_then(|i| i.source()).or_else(|| error.source());
+    }
+    None
+}
+
+/// The alerts with which a TLS server rejects a client certificate.
+const CERTIFICATE_ALERTS: [rustls::AlertDescription; 8] = [
+    rustls::AlertDescription::BadCertificate,
+    rustls::AlertDescription::UnsupportedCertificate,
+    rustls::AlertDescription::CertificateRevoked,
+    rustls::AlertDescription::CertificateExpired,
+    rustls::AlertDescription::CertificateUnknown,
+    rustls::AlertDescription::UnknownCA,
+    rustls::AlertDescription::AccessDenied,
+    rustls::AlertDescription::DecryptError,
+];
+
+fn rejects_certificate(alert: rustls::AlertDescription) -> bool {
+    CERTIFICATE_ALERTS.contains(&alert)
 }
 
 /// `host:port`, `[v6]:port` or a bare host (port 443).

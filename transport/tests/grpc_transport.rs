@@ -850,6 +850,66 @@ async fn a_rotated_client_certificate_resubscribes_and_is_presented_from_then_on
     running.stop().await;
 }
 
+#[tokio::test]
+async fn a_certificate_the_broker_does_not_trust_is_reported_as_refused_and_a_network_failure_is_not()
+ {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let stranger = Pki {
+        ca: TestCa::new("another-hub-ca"),
+    };
+    let config = |port: u16, identity: PemIdentity| GrpcClientConfig {
+        url: format!("localhost:{port}"),
+        ca_pem: Some(hub.pki.ca.pem()),
+        client_identity: Some(identity),
+        token: None,
+        keep_alive: None,
+        server_healthiness_timeout: None,
+        proxy: None,
+    };
+    let client = GrpcClient::new(&config(hub.port, stranger.agent("cluster1"))).unwrap();
+    let mut refusal = client.credential_refusal();
+    let mut running = Running::start(&client, quick(None));
+    tokio::time::timeout(Duration::from_secs(10), refusal.wait_for(Option::is_some))
+        .await
+        .expect("the refusal is reported")
+        .unwrap();
+    let why = refusal.borrow().clone().unwrap();
+    assert!(why.contains("rejected the client certificate"), "{why}");
+    assert!(
+        running.subscribed.try_recv().is_err(),
+        "never subscribed with an untrusted certificate"
+    );
+    // Rotated to a certificate the broker trusts: subscribed, and no longer refused.
+    client
+        .rotate_certificate(&hub.pki.agent("cluster1"))
+        .unwrap();
+    next(
+        &mut running.subscribed,
+        "a subscription with the trusted certificate",
+    )
+    .await;
+    assert_eq!(*client.credential_refusal().borrow(), None);
+    running.stop().await;
+
+    // Nobody listening is a network failure, not a refusal.
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let stranded = GrpcClient::new(&config(closed_port, hub.pki.agent("cluster1"))).unwrap();
+    let err = stranded
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        ocm_transport::grpc_client::refusal_reason(&err),
+        None,
+        "{err}"
+    );
+    assert_eq!(*stranded.credential_refusal().borrow(), None);
+}
+
 /// The common name of the certificate the broker presents to a new connection.
 async fn presented_server_name(hub: &Hub) -> String {
     let config = tls::client_config(&hub.pki.ca.pem(), None).unwrap();

@@ -1,7 +1,9 @@
-//! The hub's registration controllers: what acceptance grants ([`rbac`], [`acceptance`]), and
-//! whether clusters are alive ([`liveness`], [`availability`]).
+//! The hub's registration controllers: what acceptance grants ([`rbac`], [`acceptance`]),
+//! whether clusters are alive ([`liveness`], [`availability`]), and cluster sets and their
+//! bindings ([`clustersets`]).
 
 pub mod acceptance;
 pub mod availability;
+pub mod clustersets;
 pub mod liveness;
 pub mod rbac;

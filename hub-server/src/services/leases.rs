@@ -17,7 +17,7 @@ use super::{KindOps, kube_status};
 use crate::registration::liveness::Liveness;
 
 /// The lease each cluster's agent renews (OCM's name).
-pub const CLUSTER_LEASE: &str = "managed-cluster-lease";
+pub use ocm_api::registration::CLUSTER_LEASE;
 
 #[derive(Clone)]
 pub struct LeaseOps {

@@ -30,6 +30,16 @@ pub(crate) async fn start_hub(
     auto_approved: Vec<String>,
     cancel: &CancellationToken,
 ) -> (u16, String, String) {
+    start_hub_issuing(kube, auto_approved, Duration::from_secs(3600), cancel).await
+}
+
+/// [`start_hub`] issuing client certificates valid for `validity`.
+pub(crate) async fn start_hub_issuing(
+    kube: &Client,
+    auto_approved: Vec<String>,
+    validity: Duration,
+    cancel: &CancellationToken,
+) -> (u16, String, String) {
     let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), "open-cluster-management");
     let grpc_port = free_port().unwrap();
     let config = HubConfig {
@@ -39,7 +49,7 @@ pub(crate) async fn start_hub(
             .unwrap(),
         pki: PkiConfig::new(vec!["localhost".into()]),
         serving_files: None,
-        client_cert_validity: Duration::from_secs(3600),
+        client_cert_validity: validity,
         auto_approved_users: auto_approved,
         auth_cache_ttl: Duration::from_secs(1),
         availability: AvailabilityConfig::default(),
