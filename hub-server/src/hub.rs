@@ -193,7 +193,19 @@ pub async fn run(
         },
     );
     tokio::spawn(csr_controller::run(Arc::new(signer), cancel.clone()));
-    tokio::spawn(acceptance::run(client.clone(), cancel.clone()));
+    // As OCM's ManagedClusterAutoApproval: listing users whose CSRs are approved also accepts
+    // their clusters, so CSR approval is the one gate.
+    tokio::spawn(acceptance::run(
+        client.clone(),
+        acceptance::AcceptanceConfig {
+            auto_accept: !config.auto_approved_users.is_empty(),
+        },
+        cancel.clone(),
+    ));
+    tokio::spawn(crate::registration::cleanup::run(
+        client.clone(),
+        cancel.clone(),
+    ));
     tokio::spawn(crate::registration::clustersets::run(
         client.clone(),
         cancel.clone(),

@@ -14,7 +14,8 @@ use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::{Api, Client};
 use ocm_hub_server::auth::SubjectAccessReviewAuthorizer;
-use ocm_hub_server::registration::{acceptance, rbac};
+use ocm_hub_server::registration::acceptance::{self, AcceptanceConfig};
+use ocm_hub_server::registration::rbac;
 use ocm_testenv::Cluster;
 use ocm_transport::access::AccessRequest;
 use ocm_transport::broker::{Authorizer, Identity};
@@ -207,7 +208,11 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let controller = tokio::spawn(acceptance::run(kube.clone(), cancel.clone()));
+    let controller = tokio::spawn(acceptance::run(
+        kube.clone(),
+        AcceptanceConfig::default(),
+        cancel.clone(),
+    ));
     let authorizer = SubjectAccessReviewAuthorizer::new(kube.clone(), Duration::ZERO);
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     let roles: Api<ClusterRole> = Api::all(kube.clone());

@@ -16,8 +16,9 @@ use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use ocm_api::kube::Api;
 use ocm_api::kube::api::{Patch, PatchParams, PostParams};
+use ocm_hub_server::registration::acceptance::{self, AcceptanceConfig};
 use ocm_hub_server::registration::availability::{self, AvailabilityConfig};
-use ocm_hub_server::registration::{acceptance, liveness::Liveness};
+use ocm_hub_server::registration::liveness::Liveness;
 use ocm_hub_server::services::{LeaseOps, Outbox, RegistrationService};
 use ocm_testenv::Cluster;
 use ocm_transport::broker::{EventHandler, Identity};
@@ -108,7 +109,11 @@ async fn a_silent_agent_makes_its_cluster_unknown_and_unreachable_within_the_gra
         .unwrap();
     let cancel = CancellationToken::new();
     let liveness = Arc::new(Liveness::new());
-    tokio::spawn(acceptance::run(kube.clone(), cancel.clone()));
+    tokio::spawn(acceptance::run(
+        kube.clone(),
+        AcceptanceConfig::default(),
+        cancel.clone(),
+    ));
     let config = AvailabilityConfig {
         grace_multiplier: 2,
         check_every: Duration::from_millis(200),
@@ -226,7 +231,11 @@ async fn a_just_accepted_cluster_gets_the_full_grace_before_its_first_renewal() 
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    tokio::spawn(acceptance::run(kube.clone(), cancel.clone()));
+    tokio::spawn(acceptance::run(
+        kube.clone(),
+        AcceptanceConfig::default(),
+        cancel.clone(),
+    ));
     let config = AvailabilityConfig {
         grace_multiplier: 2,
         check_every: Duration::from_millis(200),

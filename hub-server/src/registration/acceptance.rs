@@ -1,6 +1,9 @@
 //! The hub's half of the double opt-in (ocm-behaviours.md §2.1): for every ManagedCluster,
 //! grant its agents what [`super::rbac`] says for its acceptance state, record
-//! `HubAcceptedManagedCluster`, and on deletion remove what was granted, in OCM's order.
+//! `HubAcceptedManagedCluster`, and on denial or deletion remove what was granted, in OCM's
+//! order: the work RoleBinding keeps its finalizer — and the work agent its access — until no
+//! ManifestWork is left in the namespace. With auto-acceptance (OCM's ManagedClusterAutoApproval)
+//! every cluster is accepted once, on first sight; an administrator can deny it afterwards.
 //! Everything is applied with server-side apply, so reconciling twice changes nothing.
 
 use std::sync::Arc;
@@ -21,7 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::rbac;
+use super::{cleanup, rbac};
 use crate::csr::CLUSTER_NAME_LABEL;
 use crate::services::leases::CLUSTER_LEASE;
 
@@ -29,8 +32,20 @@ use crate::services::leases::CLUSTER_LEASE;
 pub const FIELD_MANAGER: &str = "ocm-hub";
 /// Held on a ManagedCluster until what was granted for it is removed.
 pub const CLEANUP_FINALIZER: &str = "cluster.open-cluster-management.io/api-resource-cleanup";
+/// Set, with the time, on a cluster the hub accepted by itself.
+pub const AUTO_ACCEPTED_ANNOTATION: &str = "open-cluster-management.io/automatically-accepted-on";
 /// Drift (someone deleted a RoleBinding) is corrected at least this often.
 const RESYNC: Duration = Duration::from_secs(300);
+/// How often a denied or deleted cluster is looked at while ManifestWorks remain (OCM: 5 s).
+const WORKS_RECHECK: Duration = Duration::from_secs(5);
+
+/// How clusters are accepted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptanceConfig {
+    /// Accept every cluster once, on first sight (OCM's ManagedClusterAutoApproval; the hub turns
+    /// it on with auto-approved users, whose CSR approval is then the only gate).
+    pub auto_accept: bool,
+}
 
 #[derive(Debug, thiserror::Error)]
 #[error("ManagedCluster {cluster}: {what}: {source}")]
@@ -43,12 +58,13 @@ pub struct AcceptanceError {
 
 struct Context {
     client: Client,
+    config: AcceptanceConfig,
     /// The shared ClusterRoles are the same for every cluster: applied once, not per reconcile.
     shared_roles_applied: std::sync::atomic::AtomicBool,
 }
 
 /// Runs the controller until `cancel`.
-pub async fn run(client: Client, cancel: CancellationToken) {
+pub async fn run(client: Client, config: AcceptanceConfig, cancel: CancellationToken) {
     let clusters: Api<ManagedCluster> = Api::all(client.clone());
     Controller::new(clusters, watcher::Config::default())
         .graceful_shutdown_on(async move { cancel.cancelled().await })
@@ -57,6 +73,7 @@ pub async fn run(client: Client, cancel: CancellationToken) {
             error_policy,
             Arc::new(Context {
                 client,
+                config,
                 shared_roles_applied: std::sync::atomic::AtomicBool::new(false),
             }),
         )
@@ -88,13 +105,24 @@ async fn reconcile(
     };
     let client = &ctx.client;
     if cluster.metadata.deletion_timestamp.is_some() {
-        remove_grants(client, &name, true)
+        if !remove_grants(client, &name, true)
             .await
-            .map_err(err("cleaning up"))?;
+            .map_err(err("cleaning up"))?
+        {
+            return Ok(Action::requeue(WORKS_RECHECK));
+        }
         remove_finalizer(client, &cluster)
             .await
             .map_err(err("removing the finalizer"))?;
         tracing::info!(cluster = %name, "ManagedCluster cleaned up");
+        return Ok(Action::await_change());
+    }
+    if ctx.config.auto_accept && !auto_accepted_before(&cluster) {
+        auto_accept(client, &cluster)
+            .await
+            .map_err(err("accepting it automatically"))?;
+        tracing::info!(cluster = %name, "cluster accepted automatically");
+        // The patch brings the cluster back here, accepted.
         return Ok(Action::await_change());
     }
     let accepted = cluster.spec.hub_accepts_client;
@@ -112,6 +140,7 @@ async fn reconcile(
     let was_accepted = condition::find(&conditions, CONDITION_HUB_ACCEPTED)
         .is_some_and(|c| c.status == ConditionStatus::True);
     let now = ocm_api::k8s_openapi::jiff::Timestamp::now();
+    let mut requeue = RESYNC;
     let changed = if accepted {
         add_finalizer(client, &cluster)
             .await
@@ -149,10 +178,13 @@ async fn reconcile(
             "Accepted by hub cluster admin",
             now,
         )
-    } else if was_accepted {
-        remove_grants(client, &name, false)
+    } else if was_accepted || revoking_work_access(client, &name).await {
+        let released = remove_grants(client, &name, false)
             .await
             .map_err(err("revoking its namespace access"))?;
+        if !released {
+            requeue = WORKS_RECHECK;
+        }
         condition::set(
             &mut conditions,
             CONDITION_HUB_ACCEPTED,
@@ -175,7 +207,46 @@ async fn reconcile(
             .map_err(err("recording acceptance"))?;
         tracing::info!(cluster = %name, accepted, "acceptance recorded");
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(requeue))
+}
+
+fn auto_accepted_before(cluster: &ManagedCluster) -> bool {
+    cluster
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(AUTO_ACCEPTED_ANNOTATION))
+}
+
+/// Accepts `cluster` and records when, guarded by the resourceVersion seen.
+async fn auto_accept(
+    client: &Client,
+    cluster: &ManagedCluster,
+) -> Result<(), ocm_api::kube::Error> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({
+        "metadata": {
+            "resourceVersion": cluster.metadata.resource_version,
+            "annotations": {AUTO_ACCEPTED_ANNOTATION: ocm_api::k8s_openapi::jiff::Timestamp::now().to_string()},
+        },
+        "spec": {"hubAcceptsClient": true},
+    });
+    ignore_missing(
+        Api::<ManagedCluster>::all(client.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .map(|_| ()),
+    )
+}
+
+/// A denied cluster whose work RoleBinding is still held for its remaining ManifestWorks.
+async fn revoking_work_access(client: &Client, cluster: &str) -> bool {
+    Api::<RoleBinding>::namespaced(client.clone(), cluster)
+        .get_opt(&rbac::work_role_binding_name(cluster))
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|b| b.metadata.deletion_timestamp.is_some())
 }
 
 /// Server-side apply of a cluster-scoped object.
@@ -243,25 +314,18 @@ async fn create_lease(
 }
 
 /// Removes the namespace RoleBindings (a denied cluster) and, when `all`, the per-cluster
-/// ClusterRole and ClusterRoleBinding too (a deleted cluster). The namespace stays, as in OCM.
+/// ClusterRole and ClusterRoleBinding too (a deleted cluster). The work RoleBinding is deleted
+/// but keeps its finalizer — so the work agent can still finish removing what it applied —
+/// until no ManifestWork is left in the namespace; returns whether that point was reached. The
+/// namespace stays, as in OCM.
 async fn remove_grants(
     client: &Client,
     cluster: &str,
     all: bool,
-) -> Result<(), ocm_api::kube::Error> {
+) -> Result<bool, ocm_api::kube::Error> {
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), cluster);
-    // No ManifestWork API is served yet, so no work can still need the work binding.
     let work = rbac::work_role_binding_name(cluster);
-    if bindings.get_opt(&work).await?.is_some() {
-        bindings
-            .patch(
-                &work,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-            )
-            .await?;
-    }
-    for name in [rbac::registration_role_binding_name(cluster), work] {
+    for name in [rbac::registration_role_binding_name(cluster), work.clone()] {
         ignore_missing(
             bindings
                 .delete(&name, &DeleteParams::default())
@@ -284,7 +348,28 @@ async fn remove_grants(
                 .map(|_| ()),
         )?;
     }
-    Ok(())
+    let works = cleanup::MANIFEST_WORKS.list(client, cluster).await?;
+    if !works.is_empty() {
+        tracing::info!(
+            cluster,
+            remaining = works.len(),
+            "waiting for its ManifestWorks to go before releasing the work RoleBinding"
+        );
+        return Ok(false);
+    }
+    if bindings.get_opt(&work).await?.is_some() {
+        ignore_missing(
+            bindings
+                .patch(
+                    &work,
+                    &PatchParams::default(),
+                    &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
+                )
+                .await
+                .map(|_| ()),
+        )?;
+    }
+    Ok(true)
 }
 
 fn ignore_missing(result: Result<(), ocm_api::kube::Error>) -> Result<(), ocm_api::kube::Error> {

@@ -1,9 +1,10 @@
 //! The hub's registration controllers: what acceptance grants ([`rbac`], [`acceptance`]),
 //! whether clusters are alive ([`liveness`], [`availability`]), and cluster sets and their
-//! bindings ([`clustersets`]).
+//! bindings ([`clustersets`]), and what a deleted cluster leaves behind ([`cleanup`]).
 
 pub mod acceptance;
 pub mod availability;
+pub mod cleanup;
 pub mod clustersets;
 pub mod liveness;
 pub mod rbac;
