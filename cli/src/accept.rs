@@ -36,7 +36,8 @@ pub enum AcceptError {
     },
 }
 
-/// Accepts `cluster`, waiting up to `wait` for it to join.
+/// Accepts `cluster`, waiting up to `wait` for it to join (its ManagedCluster and its first
+/// certificate request).
 pub async fn accept(
     client: &Client,
     cluster: &str,
@@ -65,10 +66,22 @@ pub async fn accept(
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     let csrs: Api<CertificateSigningRequest> = Api::all(client.clone());
-    let pending = csrs
-        .list(&ListParams::default().labels(&format!("{CLUSTER_NAME_LABEL}={cluster}")))
-        .await
-        .map_err(err("listing its certificate requests"))?;
+    let labelled = ListParams::default().labels(&format!("{CLUSTER_NAME_LABEL}={cluster}"));
+    // An agent creates its ManagedCluster just before its certificate request: when waiting,
+    // wait for that request too (as clusteradm's `accept --wait`), so it is not left pending.
+    let pending = loop {
+        let listed = csrs
+            .list(&labelled)
+            .await
+            .map_err(err("listing its certificate requests"))?;
+        if !listed.items.is_empty()
+            || current.spec.hub_accepts_client
+            || tokio::time::Instant::now() >= deadline
+        {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
     let mut approved = Vec::new();
     for csr in pending.items.iter().filter(|c| is_pending(c)) {
         let name = csr.metadata.name.clone().unwrap_or_default();

@@ -1,5 +1,19 @@
-//! `ocmctl`'s verbs as a library (issue 4, in progress): the cluster table OCM's printer
-//! columns describe ([`clusters`]) and accepting clusters ([`accept`]).
+//! `ocmctl`'s verbs as a library, clusteradm's verbs and habits on an ocm-rs hub: making a
+//! cluster a hub ([`init`]), the join command and its token ([`token`]), joining a managed
+//! cluster with an in-cluster or local agent ([`join`], [`local`]) and leaving again
+//! ([`unjoin`]), accepting clusters ([`accept`]) and listing them ([`clusters`]). [`hub`] checks
+//! the hub's broker as an agent would; [`progress`] is how waits show themselves.
+//!
+//! Functions take values (clients, paths, durations) and return what happened; only the
+//! `ocmctl` binary reads flags and the environment and prints.
 
 pub mod accept;
 pub mod clusters;
+pub mod hub;
+pub mod init;
+pub mod join;
+pub mod local;
+pub mod names;
+pub mod progress;
+pub mod token;
+pub mod unjoin;

@@ -2,7 +2,8 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command line prints
 
-use std::path::PathBuf;
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -11,20 +12,45 @@ use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::kube::api::ListParams;
 use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
 use ocm_api::kube::{Api, Client, Config};
+use ocm_cli::hub::HubUrl;
+use ocm_cli::join::{JoinRequest, Joined, Mode};
+use ocm_cli::local::LocalFiles;
+use ocm_cli::progress::Reporter;
 
-/// Manage an ocm-rs hub: its clusters, and later their work.
+/// Manage an ocm-rs hub and its clusters, with clusteradm's verbs.
 #[derive(Debug, Parser)]
 #[command(name = "ocmctl", version, about, long_about = None)]
 struct Cli {
-    /// Kubeconfig of the hub cluster (default: $KUBECONFIG or ~/.kube/config).
-    #[arg(long, global = true, env = "OCM_HUB_KUBECONFIG")]
+    /// Kubeconfig of the cluster the command acts on: the hub for init, get and accept (else
+    /// $OCM_HUB_KUBECONFIG), the managed cluster for join and unjoin (default: $KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
+    /// How long --wait waits (e.g. 90s, 5m).
+    #[arg(long, global = true, default_value = "5m", value_parser = duration)]
+    timeout: Duration,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Make this cluster an ocm-rs hub: OCM's CRDs, the bootstrap ServiceAccount and its
+    /// ClusterRole, the hub CA; prints the command that joins a managed cluster.
+    Init {
+        /// Where agents reach ocm-hub's gRPC broker: host:port (a name in ocm-hub's
+        /// --grpc-hosts, its --grpc-listen port).
+        #[arg(long, value_parser = hub_url)]
+        hub_url: HubUrl,
+        /// Wait until ocm-hub serves at --hub-url with this hub's CA.
+        #[arg(long)]
+        wait: bool,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: TextOrJson,
+        /// How long the printed bootstrap token is valid.
+        #[arg(long, default_value = "1h", value_parser = duration)]
+        token_expiration: Duration,
+    },
     /// Show objects on the hub.
     Get {
         #[command(subcommand)]
@@ -36,9 +62,56 @@ enum Command {
         /// Clusters to accept, comma separated.
         #[arg(long, value_delimiter = ',', required = true)]
         clusters: Vec<String>,
-        /// Wait (up to 5 minutes) for clusters that have not joined yet.
+        /// Wait (up to --timeout) for clusters that have not asked to join yet (their
+        /// ManagedCluster and certificate request).
         #[arg(long)]
         wait: bool,
+    },
+    /// Join the managed cluster of --kubeconfig to a hub (run the command `ocmctl init` or
+    /// `ocmctl get token` printed on the hub).
+    Join {
+        /// A bootstrap token of the hub.
+        #[arg(long)]
+        hub_token: String,
+        /// Where the hub's gRPC broker is: host:port.
+        #[arg(long, value_parser = hub_url)]
+        hub_url: HubUrl,
+        /// The hub CA: base64 of its PEM, as the join command gives it.
+        #[arg(long, required_unless_present = "ca_file", conflicts_with = "ca_file")]
+        ca_data: Option<String>,
+        /// The hub CA as a PEM file, instead of --ca-data.
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
+        /// This cluster's name on the hub.
+        #[arg(long)]
+        cluster_name: String,
+        /// Run the agent as a local background process instead of a Deployment on the cluster.
+        #[arg(long)]
+        local: bool,
+        /// With --local: the ocm-agent binary (default: beside ocmctl).
+        #[arg(long, requires = "local")]
+        agent_binary: Option<PathBuf>,
+        /// With --local: where the agent's bootstrap config, log and pid are kept.
+        #[arg(long, env = "OCMCTL_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+        /// The agent image of the Deployment.
+        #[arg(long, conflicts_with = "local")]
+        image: Option<String>,
+        /// Wait until the hub has approved the join (the agent holds its hub certificate).
+        #[arg(long)]
+        wait: bool,
+        /// Skip checking from here that the hub serves with this CA and accepts the token.
+        #[arg(long)]
+        skip_preflight: bool,
+    },
+    /// Remove what `join` set up on the managed cluster of --kubeconfig (stops a local agent).
+    Unjoin {
+        /// The cluster's name on the hub.
+        #[arg(long)]
+        cluster_name: String,
+        /// Where `join --local` kept the agent's files.
+        #[arg(long, env = "OCMCTL_STATE_DIR")]
+        state_dir: Option<PathBuf>,
     },
 }
 
@@ -49,6 +122,17 @@ enum Get {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// A new bootstrap token, and the join command with it.
+    Token {
+        /// The hub URL to put in the join command (default: the one `ocmctl init` recorded).
+        #[arg(long, value_parser = hub_url)]
+        hub_url: Option<HubUrl>,
+        #[arg(short, long, value_enum, default_value = "text")]
+        output: TextOrJson,
+        /// How long the token is valid.
+        #[arg(long, default_value = "1h", value_parser = duration)]
+        token_expiration: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -58,27 +142,108 @@ enum Output {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TextOrJson {
+    Text,
+    Json,
+}
+
+fn hub_url(text: &str) -> Result<HubUrl, String> {
+    HubUrl::parse(text).map_err(|e| e.to_string())
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    ocm_transport::grpc_config::parse_go_duration(text)
+        .ok_or_else(|| format!("{text:?} is not a duration like 90s, 5m or 1h"))
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("ocmctl: {err:#}");
+            eprintln!("ocmctl: {}", report(&err));
             std::process::ExitCode::FAILURE
         }
     }
 }
 
+/// The error and its causes, each cause only if the text so far does not already say it.
+fn report(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+fn progress() -> Reporter<std::io::Stderr> {
+    let terminal = std::io::stderr().is_terminal();
+    Reporter::new(std::io::stderr(), terminal)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = client(cli.kubeconfig.as_deref()).await?;
     match cli.command {
+        Command::Init {
+            hub_url,
+            wait,
+            output,
+            token_expiration,
+        } => {
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
+            let options = ocm_cli::init::InitOptions {
+                hub_url: hub_url.clone(),
+                token_expiration,
+            };
+            let initialized = ocm_cli::init::init(&client, &options).await?;
+            if wait {
+                ocm_cli::hub::wait_until_serving(
+                    &hub_url,
+                    &initialized.ca_pem,
+                    cli.timeout,
+                    &mut progress(),
+                )
+                .await?;
+            }
+            match output {
+                TextOrJson::Json => {
+                    println!("{}", serde_json::to_string_pretty(&initialized.join)?)
+                }
+                TextOrJson::Text => {
+                    print!("{}", ocm_cli::init::text(&initialized.join, &hub_url, wait))
+                }
+            }
+        }
+        Command::Get {
+            what:
+                Get::Token {
+                    hub_url,
+                    output,
+                    token_expiration,
+                },
+        } => {
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
+            let join =
+                ocm_cli::token::get_token(&client, hub_url.as_ref(), token_expiration).await?;
+            match output {
+                TextOrJson::Json => println!("{}", serde_json::to_string_pretty(&join)?),
+                TextOrJson::Text => print!("{}", join.text()),
+            }
+        }
         Command::Get {
             what: Get::Clusters { output },
         } => {
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
             let clusters = Api::<ManagedCluster>::all(client)
                 .list(&ListParams::default())
                 .await
-                .context("listing ManagedClusters (is this an ocm-rs hub? run ocm-hub against it)")?
+                .context("listing ManagedClusters (is this an ocm-rs hub? run `ocmctl init` and ocm-hub against it)")?
                 .items;
             match output {
                 Output::Table if clusters.is_empty() => {
@@ -93,11 +258,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Accept { clusters, wait } => {
-            let wait = if wait {
-                Duration::from_secs(300)
-            } else {
-                Duration::ZERO
-            };
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
+            let wait = if wait { cli.timeout } else { Duration::ZERO };
             for cluster in &clusters {
                 let accepted = ocm_cli::accept::accept(&client, cluster, wait).await?;
                 let csrs = if accepted.approved.is_empty() {
@@ -113,27 +275,180 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!("{cluster}: {state}; {csrs}");
             }
         }
+        Command::Join {
+            hub_token,
+            hub_url,
+            ca_data,
+            ca_file,
+            cluster_name,
+            local,
+            agent_binary,
+            state_dir,
+            image,
+            wait,
+            skip_preflight,
+        } => {
+            let request = match (ca_data, ca_file) {
+                (_, Some(path)) => {
+                    let pem = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading --ca-file {}", path.display()))?;
+                    JoinRequest::with_ca_pem(&cluster_name, hub_url, &hub_token, &pem)?
+                }
+                (Some(data), None) => JoinRequest::new(&cluster_name, hub_url, &hub_token, &data)?,
+                (None, None) => anyhow::bail!("pass the hub CA with --ca-data or --ca-file"),
+            };
+            let spoke = spoke_client(cli.kubeconfig.as_deref()).await?;
+            if !skip_preflight {
+                ocm_cli::join::preflight(&request).await?;
+            }
+            let files = match local {
+                true => Some(LocalFiles::new(
+                    &state_dir_or_default(state_dir)?,
+                    &cluster_name,
+                )),
+                false => None,
+            };
+            let mode = match &files {
+                Some(files) => Mode::Local {
+                    agent_binary: match agent_binary {
+                        Some(path) => path,
+                        None => agent_beside_ocmctl()?,
+                    },
+                    files: files.clone(),
+                    spoke_kubeconfig: cli.kubeconfig.as_deref().map(ocm_cli::join::absolute),
+                },
+                None => Mode::InCluster {
+                    image: image.unwrap_or_else(ocm_cli::join::default_image),
+                },
+            };
+            match ocm_cli::join::join(&spoke, &request, &mode).await? {
+                Joined::Local(started) => println!(
+                    "{cluster_name}: ocm-agent runs locally (pid {}, log {}, health http://{}/healthz)",
+                    started.pid,
+                    started.log.display(),
+                    started.health
+                ),
+                Joined::Applied(objects) => {
+                    for object in objects {
+                        println!("{cluster_name}: applied {object}");
+                    }
+                }
+            }
+            if wait {
+                ocm_cli::join::wait_for_credential(
+                    &spoke,
+                    &cluster_name,
+                    files.as_ref(),
+                    cli.timeout,
+                    &mut progress(),
+                )
+                .await?;
+                println!(
+                    "{cluster_name} joined the hub at {}; on the hub, `ocmctl get clusters` shows it.",
+                    request.hub_url
+                );
+            } else {
+                println!(
+                    "Please log onto the hub cluster and run the following command:\n\n    \
+                     ocmctl accept --clusters {cluster_name}\n"
+                );
+            }
+        }
+        Command::Unjoin {
+            cluster_name,
+            state_dir,
+        } => {
+            let spoke = spoke_client(cli.kubeconfig.as_deref()).await?;
+            let files = state_dir_or_default(state_dir)
+                .ok()
+                .map(|dir| LocalFiles::new(&dir, &cluster_name));
+            let unjoined = ocm_cli::unjoin::unjoin(
+                &spoke,
+                &cluster_name,
+                files.as_ref(),
+                cli.timeout,
+                &mut progress(),
+            )
+            .await?;
+            if let Some((pid, log)) = &unjoined.stopped {
+                println!(
+                    "{cluster_name}: stopped the local agent (pid {pid}); its log stays at {}",
+                    log.display()
+                );
+            }
+            for object in &unjoined.deleted {
+                println!("{cluster_name}: deleted {object}");
+            }
+            if unjoined.stopped.is_none() && unjoined.deleted.is_empty() {
+                println!("{cluster_name}: nothing of its agent was here");
+            }
+            println!(
+                "The hub still lists {cluster_name}; to remove it there: kubectl delete managedcluster {cluster_name}"
+            );
+        }
     }
     Ok(())
 }
 
-async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+/// `--state-dir`, else `$XDG_STATE_HOME/ocmctl`, else `~/.local/state/ocmctl`.
+fn state_dir_or_default(state_dir: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    // Absolute: the agent's command line names its bootstrap config by this path, and unjoin
+    // recognises the agent by it, whatever the working directory.
+    if let Some(dir) = state_dir {
+        return Ok(std::path::absolute(&dir).unwrap_or(dir));
+    }
+    let home = |var: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    home("XDG_STATE_HOME")
+        .or_else(|| home("HOME").map(|h| h.join(".local").join("state")))
+        .map(|dir| dir.join("ocmctl"))
+        .context("no state directory: pass --state-dir (or set OCMCTL_STATE_DIR or HOME)")
+}
+
+/// `ocm-agent` in the directory of the running ocmctl (where cargo builds both).
+fn agent_beside_ocmctl() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating ocmctl itself; pass --agent-binary")?;
+    let agent = exe.with_file_name("ocm-agent");
+    if !agent.is_file() {
+        anyhow::bail!(
+            "no ocm-agent beside ocmctl ({}): pass --agent-binary <path>, or build it with `cargo build -p ocm-spoke-agent`",
+            agent.display()
+        );
+    }
+    Ok(agent)
+}
+
+async fn hub_client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    let from_env = std::env::var_os("OCM_HUB_KUBECONFIG")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    client(kubeconfig.or(from_env.as_deref()), "the hub").await
+}
+
+async fn spoke_client(kubeconfig: Option<&Path>) -> anyhow::Result<Client> {
+    client(kubeconfig, "the managed cluster").await
+}
+
+async fn client(kubeconfig: Option<&Path>, which: &str) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
             Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?
         }
-        None => Config::infer()
-            .await
-            .context("no hub: pass --kubeconfig or set KUBECONFIG")?,
+        None => Config::infer().await.with_context(|| {
+            format!("no kubeconfig for {which}: pass --kubeconfig or set KUBECONFIG")
+        })?,
     };
     Ok(Client::try_from(config)?)
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory as _;
+    use clap::{CommandFactory as _, Parser as _};
 
     #[test]
     fn answers_help_and_version() {
@@ -144,5 +459,51 @@ mod tests {
             format!("ocmctl {}\n", env!("CARGO_PKG_VERSION"))
         );
         assert!(cli.render_help().to_string().contains("Usage: ocmctl"));
+    }
+
+    #[test]
+    fn errors_name_each_cause_once() {
+        let inner = std::io::Error::other("connection refused");
+        let err = anyhow::Error::new(inner)
+            .context("reading the hub CA: connection refused")
+            .context("ocmctl init");
+        assert_eq!(
+            super::report(&err),
+            "ocmctl init: reading the hub CA: connection refused"
+        );
+    }
+
+    #[test]
+    fn join_takes_clusteradms_flags() {
+        let cli = super::Cli::try_parse_from([
+            "ocmctl",
+            "join",
+            "--hub-token",
+            "t",
+            "--hub-url",
+            "hub:8090",
+            "--ca-data",
+            "Q0E=",
+            "--cluster-name",
+            "c1",
+            "--local",
+            "--wait",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let missing_ca = super::Cli::try_parse_from([
+            "ocmctl",
+            "join",
+            "--hub-token",
+            "t",
+            "--hub-url",
+            "hub:8090",
+            "--cluster-name",
+            "c1",
+        ]);
+        assert!(missing_ca.is_err());
+        let bad_url = super::Cli::try_parse_from(["ocmctl", "init", "--hub-url", "grpc://hub"])
+            .unwrap_err()
+            .to_string();
+        assert!(bad_url.contains("host:port"), "{bad_url}");
     }
 }

@@ -7,14 +7,16 @@
 use std::time::Duration;
 
 use ocm_api::cluster::v1::{
-    CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, CONDITION_JOINED, ManagedCluster,
-    ManagedClusterStatus, ManagedClusterVersion,
+    CONDITION_AVAILABLE, CONDITION_CERTIFICATE_ROTATED, CONDITION_HUB_ACCEPTED, CONDITION_JOINED,
+    ManagedCluster, ManagedClusterClaim, ManagedClusterStatus, ManagedClusterVersion,
 };
+use ocm_api::cluster::v1alpha1::ClusterClaim;
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_api::k8s_openapi::api::core::v1::Node;
+use ocm_api::k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use ocm_api::kube::api::ListParams;
+use ocm_api::kube::api::{ListParams, Patch, PatchParams};
 use ocm_api::kube::{Api, Client};
 use ocm_api::registration::CLUSTER_LEASE;
 use ocm_transport::client::{self, InboxOptions, Interest, Publisher, Role, TransportConfig};
@@ -26,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::bootstrap::{self, BootstrapConfig};
 use crate::credentials::CredentialStore;
 use crate::rotation::{self, CertificateError, Validity};
-use crate::status;
+use crate::status::{self, ClaimPolicy};
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -36,6 +38,8 @@ pub struct AgentConfig {
     pub credentials: CredentialStore,
     /// How often the cluster's status is computed (and sent if it changed).
     pub status_every: Duration,
+    /// Which ClusterClaims are reported.
+    pub claims: ClaimPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +73,7 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
     let name = config.bootstrap.name.clone();
+    install_spoke_crds(&spoke).await;
     let mut refused_before = false;
     loop {
         let stored = if refused_before {
@@ -159,6 +164,8 @@ async fn connected(
     > = None;
     let mut cluster: Option<ManagedCluster> = None;
     let mut lease: Option<Lease> = None;
+    // Reported as ClusterCertificateRotated with the next status, as OCM's agent does.
+    let mut rotated: Option<Validity> = None;
     let mut status_tick = tokio::time::interval(config.status_every);
     let renewal = tokio::time::sleep(Duration::from_secs(1));
     tokio::pin!(renewal);
@@ -198,6 +205,7 @@ async fn connected(
                         Ok(next) => {
                             identity = renewed;
                             validity = next;
+                            rotated = Some(next);
                             renew_at = validity.renewal_due(rotation::jittered_fraction());
                             tracing::info!(cluster = %name.cluster, not_after = %validity.not_after, "client certificate renewed");
                         }
@@ -232,13 +240,13 @@ async fn connected(
                             renewal.as_mut().reset(tokio::time::Instant::now() + if newly_accepted { Duration::ZERO } else { jittered(current.spec.lease_duration()) });
                         }
                         cluster = Some(current);
-                        report(&hub, spoke, cluster.as_ref()).await;
+                        report(&hub, spoke, &config.claims, cluster.as_ref(), rotated).await;
                     }
                 } else if let Ok(Decoded::Object(current)) = registration::decode::<Lease>(RegistrationKind::Lease, &event) {
                     lease = Some(current);
                 }
             }
-            _ = status_tick.tick() => report(&hub, spoke, cluster.as_ref()).await,
+            _ = status_tick.tick() => report(&hub, spoke, &config.claims, cluster.as_ref(), rotated).await,
             () = &mut renewal => {
                 let every = cluster.as_ref().map_or(Duration::from_secs(60), |c| c.spec.lease_duration());
                 if accepted(cluster.as_ref()) {
@@ -269,7 +277,8 @@ async fn rotate(
     Ok(validity)
 }
 
-fn accepted(cluster: Option<&ManagedCluster>) -> bool {
+/// Whether the hub has accepted `cluster` (its `HubAcceptedManagedCluster` condition is True).
+pub fn accepted(cluster: Option<&ManagedCluster>) -> bool {
     cluster
         .and_then(|c| c.status.as_ref())
         .and_then(|s| condition::find(&s.conditions, CONDITION_HUB_ACCEPTED))
@@ -277,7 +286,7 @@ fn accepted(cluster: Option<&ManagedCluster>) -> bool {
 }
 
 /// OCM renews with jitter factor 0.25: somewhere in the last quarter before the period ends.
-fn jittered(period: Duration) -> Duration {
+pub fn jittered(period: Duration) -> Duration {
     let mut byte = [0u8; 1];
     let spread = if getrandom::fill(&mut byte).is_ok() {
         f64::from(byte[0]) / 255.0
@@ -288,7 +297,7 @@ fn jittered(period: Duration) -> Duration {
 }
 
 /// After (re)subscribing, ask the hub for everything of the data type.
-async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
+pub async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
     let event = ocm_transport::resync::spec_resync_request(
         data_type,
         cluster,
@@ -305,7 +314,7 @@ async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
 /// Renews the cluster lease: the one the hub sent, or — before it has arrived (the lease
 /// subscription is refused until the cluster is accepted, then waits out its backoff) — one
 /// naming just the lease, which is all the hub needs to record a renewal.
-async fn renew(hub: &Publisher, cluster: &str, lease: Option<&Lease>) {
+pub async fn renew(hub: &Publisher, cluster: &str, lease: Option<&Lease>) {
     let mut renewed = lease.cloned().unwrap_or_else(|| Lease {
         metadata: ObjectMeta {
             name: Some(CLUSTER_LEASE.to_owned()),
@@ -336,13 +345,27 @@ async fn renew(hub: &Publisher, cluster: &str, lease: Option<&Lease>) {
 }
 
 /// Computes the cluster's status and sends it if it differs from what the hub has.
-async fn report(hub: &Publisher, spoke: &Client, cluster: Option<&ManagedCluster>) {
+async fn report(
+    hub: &Publisher,
+    spoke: &Client,
+    claims: &ClaimPolicy,
+    cluster: Option<&ManagedCluster>,
+    rotated: Option<Validity>,
+) {
     let Some(cluster) = cluster else { return };
     if !accepted(Some(cluster)) {
         return;
     }
+    let mut observed = observe(spoke, claims).await;
+    observed.rotated = rotated;
+    report_observed(hub, cluster, &observed).await;
+}
+
+/// Sends the status `observed` makes of `cluster` — Joined, Available (from `observed.live`),
+/// version, capacity and allocatable — if it differs from what the hub has. What [`run`]
+/// reports once accepted; public so a simulated spoke reports exactly as the agent does.
+pub async fn report_observed(hub: &Publisher, cluster: &ManagedCluster, observed: &Observed) {
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let observed = observe(spoke).await;
     let mut next = cluster.clone();
     let status = next
         .status
@@ -377,14 +400,30 @@ async fn report(hub: &Publisher, spoke: &Client, cluster: Option<&ManagedCluster
         message,
         now,
     );
-    if let Some(version) = observed.version {
+    if let Some(version) = &observed.version {
         status.version = Some(ManagedClusterVersion {
-            kubernetes: version,
+            kubernetes: version.clone(),
         });
     }
-    if let Some(nodes) = observed.nodes {
-        status.capacity = status::sum_resources(&nodes, false);
-        status.allocatable = status::sum_resources(&nodes, true);
+    if let Some(nodes) = &observed.nodes {
+        status.capacity = status::sum_resources(nodes, false);
+        status.allocatable = status::sum_resources(nodes, true);
+    }
+    if let Some(claims) = &observed.claims {
+        status.cluster_claims.clone_from(claims);
+    }
+    if let Some(rotated) = observed.rotated {
+        condition::set(
+            &mut status.conditions,
+            CONDITION_CERTIFICATE_ROTATED,
+            ConditionStatus::True,
+            "ClientCertificateUpdated",
+            &format!(
+                "client certificate rotated starting from {} to {}",
+                rotated.not_before, rotated.not_after
+            ),
+            now,
+        );
     }
     if next.status == cluster.status {
         return;
@@ -407,13 +446,22 @@ async fn report(hub: &Publisher, spoke: &Client, cluster: Option<&ManagedCluster
     }
 }
 
-struct Observed {
-    live: bool,
-    version: Option<String>,
-    nodes: Option<Vec<Node>>,
+/// What the agent observes of its cluster for the status report.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// The apiserver answers `/livez` (or `/healthz`) with `ok`.
+    pub live: bool,
+    /// Its Kubernetes version, if it could be read.
+    pub version: Option<String>,
+    /// Its nodes, if they could be listed.
+    pub nodes: Option<Vec<Node>>,
+    /// Its ClusterClaims as reported ([`status::cluster_claims`]), if they could be read.
+    pub claims: Option<Vec<ManagedClusterClaim>>,
+    /// The client certificate's validity after the last rotation, if it rotated.
+    pub rotated: Option<Validity>,
 }
 
-async fn observe(spoke: &Client) -> Observed {
+async fn observe(spoke: &Client, policy: &ClaimPolicy) -> Observed {
     let live = match http_get(spoke, "/livez").await {
         Some(ok) => ok,
         None => http_get(spoke, "/healthz").await.unwrap_or(false),
@@ -424,10 +472,44 @@ async fn observe(spoke: &Client) -> Observed {
         .await
         .ok()
         .map(|list| list.items);
+    let claims = match Api::<ClusterClaim>::all(spoke.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(list) => Some(list.items),
+        // No ClusterClaim CRD: no claims.
+        Err(ocm_api::kube::Error::Api(status)) if status.code == 404 => Some(Vec::new()),
+        Err(err) => {
+            tracing::debug!(%err, "ClusterClaims not read");
+            None
+        }
+    };
     Observed {
         live,
         version,
         nodes,
+        claims: claims.map(|found| status::cluster_claims(&found, policy)),
+        rotated: None,
+    }
+}
+
+/// The managed cluster's CRDs (ClusterClaim, AppliedManifestWork), applied as OCM's klusterlet
+/// installs them. Without the permission the agent still runs; it then reports no claims.
+async fn install_spoke_crds(spoke: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(spoke.clone());
+    for crd in ocm_api::crds::spoke() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        match crds
+            .patch(
+                &name,
+                &PatchParams::apply("ocm-agent").force(),
+                &Patch::Apply(&crd),
+            )
+            .await
+        {
+            Ok(_) => tracing::debug!(crd = %name, "CRD applied on the managed cluster"),
+            Err(err) => tracing::warn!(crd = %name, %err, "CRD not applied on the managed cluster"),
+        }
     }
 }
 

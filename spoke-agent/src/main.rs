@@ -17,6 +17,7 @@ use ocm_spoke_agent::agent::{self, AgentConfig};
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
 use ocm_spoke_agent::credentials::CredentialStore;
 use ocm_spoke_agent::csr::AgentName;
+use ocm_spoke_agent::status::ClaimPolicy;
 use ocm_transport::client::TransportConfig;
 use ocm_transport::grpc_config::{GrpcConfigFile, parse_go_duration};
 use ocm_transport::health::{self, Readiness};
@@ -53,6 +54,12 @@ struct Cli {
     /// How often the cluster's status is computed (sent only when it changed).
     #[arg(long, default_value = "10s", value_parser = duration)]
     status_interval: Duration,
+    /// Custom ClusterClaims reported at most (reserved ones always are).
+    #[arg(long, default_value_t = 20)]
+    max_custom_cluster_claims: usize,
+    /// Claim name suffixes that count as reserved, comma separated.
+    #[arg(long, value_delimiter = ',')]
+    reserved_cluster_claim_suffixes: Vec<String>,
     /// Where /healthz, /readyz and /metrics are served (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:8092")]
     health_listen: SocketAddr,
@@ -101,6 +108,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         credentials: CredentialStore::new(spoke.clone(), &cli.namespace, &cli.secret),
         status_every: cli.status_interval,
+        claims: ClaimPolicy {
+            max_custom: cli.max_custom_cluster_claims,
+            reserved_suffixes: cli.reserved_cluster_claim_suffixes,
+        },
     };
     let cancel = CancellationToken::new();
     let readiness = Arc::new(Readiness::default());

@@ -1,9 +1,12 @@
 //! What the agent reports about its cluster (ocm-behaviours.md §2.1, status controller): the
-//! Kubernetes version, capacity and allocatable summed over the nodes, and whether the
-//! apiserver answers `/livez`. Pure: nodes and answers in, status fields out.
+//! Kubernetes version, capacity and allocatable summed over the nodes (allocatable over the
+//! schedulable ones), whether the apiserver answers `/livez`, and its ClusterClaims. Pure: nodes,
+//! claims and answers in, status fields out.
 
 use std::collections::BTreeMap;
 
+use ocm_api::cluster::v1::ManagedClusterClaim;
+use ocm_api::cluster::v1alpha1::ClusterClaim;
 use ocm_api::k8s_openapi::api::core::v1::Node;
 use ocm_api::k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -14,6 +17,10 @@ pub fn sum_resources(nodes: &[Node], allocatable: bool) -> BTreeMap<String, Quan
     for node in nodes {
         let name = node.metadata.name.as_deref().unwrap_or_default();
         let Some(status) = &node.status else { continue };
+        let unschedulable = node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+        if allocatable && unschedulable {
+            continue;
+        }
         let resources = if allocatable {
             &status.allocatable
         } else {
@@ -32,6 +39,71 @@ pub fn sum_resources(nodes: &[Node], allocatable: bool) -> BTreeMap<String, Quan
         .into_iter()
         .map(|(resource, milli)| (resource, Quantity(format_milli(milli))))
         .collect()
+}
+
+/// Claims OCM always reports, sorted first (besides names ending in a configured suffix).
+pub const RESERVED_CLAIMS: [&str; 4] = [
+    "id.k8s.io",
+    "kubeversion.open-cluster-management.io",
+    "platform.open-cluster-management.io",
+    "product.open-cluster-management.io",
+];
+/// Claims with this label stay on the managed cluster.
+pub const SPOKE_ONLY_LABEL: &str = "open-cluster-management.io/spoke-only";
+
+/// Which claims to report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimPolicy {
+    /// Custom (not reserved) claims beyond this many, by name, are left out (OCM: 20).
+    pub max_custom: usize,
+    /// Names ending in one of these count as reserved.
+    pub reserved_suffixes: Vec<String>,
+}
+
+impl Default for ClaimPolicy {
+    fn default() -> Self {
+        Self {
+            max_custom: 20,
+            reserved_suffixes: Vec::new(),
+        }
+    }
+}
+
+/// The claims for `status.clusterClaims` as OCM reports them: spoke-only claims left out,
+/// reserved ones first, then custom ones, each sorted by name, custom ones cut at the limit.
+pub fn cluster_claims(claims: &[ClusterClaim], policy: &ClaimPolicy) -> Vec<ManagedClusterClaim> {
+    let reserved = |name: &str| {
+        RESERVED_CLAIMS.contains(&name)
+            || policy
+                .reserved_suffixes
+                .iter()
+                .any(|suffix| !suffix.is_empty() && name.ends_with(suffix.as_str()))
+    };
+    let mut synced: Vec<ManagedClusterClaim> = claims
+        .iter()
+        .filter(|c| {
+            !c.metadata
+                .labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(SPOKE_ONLY_LABEL))
+        })
+        .map(|c| ManagedClusterClaim {
+            name: c.metadata.name.clone().unwrap_or_default(),
+            value: c.spec.value.clone(),
+        })
+        .filter(|c| !c.name.is_empty())
+        .collect();
+    synced.sort_by(|a, b| a.name.cmp(&b.name));
+    let (mut first, custom): (Vec<_>, Vec<_>) = synced.into_iter().partition(|c| reserved(&c.name));
+    if custom.len() > policy.max_custom {
+        tracing::warn!(
+            claims = custom.len(),
+            limit = policy.max_custom,
+            "more custom ClusterClaims than reported; the rest by name are left out"
+        );
+    }
+    first.extend(custom.into_iter().take(policy.max_custom));
+    first
 }
 
 /// A quantity in thousandths of its unit (`1500m` → 1500, `2Gi` → 2 147 483 648 000).
@@ -111,6 +183,79 @@ mod tests {
             }),
             ..Node::default()
         }
+    }
+
+    fn claim(name: &str, value: &str, spoke_only: bool) -> ClusterClaim {
+        let mut claim = ClusterClaim::new(
+            name,
+            ocm_api::cluster::v1alpha1::ClusterClaimSpec {
+                value: value.to_owned(),
+            },
+        );
+        if spoke_only {
+            claim.metadata.labels = Some([(SPOKE_ONLY_LABEL.to_owned(), "true".to_owned())].into());
+        }
+        claim
+    }
+
+    #[test]
+    fn claims_are_reported_reserved_first_sorted_and_custom_ones_capped() {
+        let claims = [
+            claim("zone.example.com", "eu-1", false),
+            claim("secret.example.com", "x", true),
+            claim("product.open-cluster-management.io", "kwok", false),
+            claim("id.k8s.io", "c1-uid", false),
+            claim("a.example.com", "1", false),
+            claim("tier.mycorp.io", "gold", false),
+            claim("b.example.com", "2", false),
+        ];
+        let names = |policy: &ClaimPolicy| {
+            cluster_claims(&claims, policy)
+                .into_iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(&ClaimPolicy::default()),
+            [
+                "id.k8s.io",
+                "product.open-cluster-management.io",
+                "a.example.com",
+                "b.example.com",
+                "tier.mycorp.io",
+                "zone.example.com"
+            ]
+        );
+        let policy = ClaimPolicy {
+            max_custom: 2,
+            reserved_suffixes: vec![".mycorp.io".to_owned()],
+        };
+        assert_eq!(
+            names(&policy),
+            [
+                "id.k8s.io",
+                "product.open-cluster-management.io",
+                "tier.mycorp.io",
+                "a.example.com",
+                "b.example.com"
+            ]
+        );
+        assert_eq!(
+            cluster_claims(&claims, &ClaimPolicy::default())[0].value,
+            "c1-uid"
+        );
+    }
+
+    #[test]
+    fn allocatable_leaves_out_unschedulable_nodes() {
+        let mut cordoned = node("2", "1Gi");
+        cordoned.spec = Some(ocm_api::k8s_openapi::api::core::v1::NodeSpec {
+            unschedulable: Some(true),
+            ..Default::default()
+        });
+        let nodes = [node("4", "1Gi"), cordoned];
+        assert_eq!(sum_resources(&nodes, false)["cpu"].0, "6");
+        assert_eq!(sum_resources(&nodes, true)["cpu"].0, "4");
     }
 
     #[test]

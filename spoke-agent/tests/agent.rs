@@ -11,10 +11,11 @@ mod support;
 use std::time::Duration;
 
 use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_JOINED, ManagedCluster};
+use ocm_api::cluster::v1alpha1::{ClusterClaim, ClusterClaimSpec};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use ocm_api::kube::Api;
-use ocm_api::kube::api::{ListParams, Patch, PatchParams};
+use ocm_api::kube::api::{ListParams, Patch, PatchParams, PostParams};
 use ocm_spoke_agent::agent::{self, AgentConfig};
 use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
 use ocm_testenv::Cluster;
@@ -49,6 +50,7 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
         bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
         credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
         status_every: Duration::from_millis(500),
+        claims: ocm_spoke_agent::status::ClaimPolicy::default(),
     };
     let running = CancellationToken::new();
     let agent = tokio::spawn(agent::run(
@@ -84,6 +86,55 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
     assert!(status.version.unwrap().kubernetes.starts_with("v1.36"));
     assert_eq!(status.capacity["cpu"].0, "32", "one kwok node of 32 CPUs");
     assert_eq!(status.allocatable["pods"].0, "110");
+
+    // ClusterClaims created on the spoke (the agent installed their CRD) reach the hub; a
+    // spoke-only one stays home.
+    let claims: Api<ClusterClaim> = Api::all(spoke.clone());
+    let mut spoke_only =
+        ClusterClaim::new("secret.example.com", ClusterClaimSpec { value: "x".into() });
+    spoke_only.metadata.labels = Some(
+        [(
+            "open-cluster-management.io/spoke-only".to_owned(),
+            "true".to_owned(),
+        )]
+        .into(),
+    );
+    for claim in [
+        ClusterClaim::new(
+            "id.k8s.io",
+            ClusterClaimSpec {
+                value: "cluster1-id".into(),
+            },
+        ),
+        ClusterClaim::new(
+            "region.example.com",
+            ClusterClaimSpec {
+                value: "eu-west".into(),
+            },
+        ),
+        spoke_only,
+    ] {
+        eventually("the ClusterClaim CRD on the spoke", async || {
+            claims.create(&PostParams::default(), &claim).await.ok()
+        })
+        .await;
+    }
+    let reported = eventually("the claims in the hub's status", async || {
+        let cluster = clusters.get("cluster1").await.unwrap();
+        let claims = cluster.status.map(|s| s.cluster_claims).unwrap_or_default();
+        (!claims.is_empty()).then_some(claims)
+    })
+    .await;
+    assert_eq!(
+        reported
+            .iter()
+            .map(|c| (c.name.as_str(), c.value.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("id.k8s.io", "cluster1-id"),
+            ("region.example.com", "eu-west")
+        ]
+    );
 
     // Renewing its 1 s lease keeps it available well past the 5 s grace.
     tokio::time::sleep(Duration::from_secs(7)).await;

@@ -10,7 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_JOINED, ManagedCluster};
+use ocm_api::cluster::v1::{
+    CONDITION_AVAILABLE, CONDITION_CERTIFICATE_ROTATED, CONDITION_JOINED, ManagedCluster,
+};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::ByteString;
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -121,6 +123,7 @@ async fn short_lived_certificates_are_renewed_before_expiry_and_the_cluster_stay
             bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
             credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
             status_every: Duration::from_millis(500),
+            claims: ocm_spoke_agent::status::ClaimPolicy::default(),
         },
         running.clone(),
     ));
@@ -167,6 +170,13 @@ async fn short_lived_certificates_are_renewed_before_expiry_and_the_cluster_stay
         };
         assert_eq!(user_of(&identity), AGENT_USER);
     }
+    let cluster = clusters.get("cluster1").await.unwrap();
+    assert_eq!(
+        available(&cluster, CONDITION_CERTIFICATE_ROTATED),
+        Some(ConditionStatus::True),
+        "the agent says it rotated: {:?}",
+        cluster.status
+    );
     let requesters = requesters(&hub).await;
     assert_eq!(
         requesters.first().map(String::as_str),
@@ -235,6 +245,7 @@ async fn a_stored_certificate_the_hub_does_not_trust_sends_the_agent_back_to_boo
         bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
         credentials: store.clone(),
         status_every: Duration::from_millis(500),
+        claims: ocm_spoke_agent::status::ClaimPolicy::default(),
     };
     store
         .store(&agent_config.bootstrap.name, &foreign)

@@ -68,7 +68,8 @@ fn run(cli: Cli) -> Result<()> {
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Up { args } => {
             let assets = ensure_assets()?;
-            // The hub and agents run from the build beside ocm-localenv.
+            // The hub and agents run from the build beside ocm-localenv, and ocmctl is there
+            // for the user.
             run_checked(cargo().args([
                 "build",
                 "--quiet",
@@ -76,6 +77,8 @@ fn run(cli: Cli) -> Result<()> {
                 "ocm-hub-server",
                 "--package",
                 "ocm-spoke-agent",
+                "--package",
+                "ocm-cli",
                 "--bins",
             ]))?;
             let mut full = vec!["up".to_owned(), "--ocm".to_owned()];

@@ -21,6 +21,8 @@ pub const CONDITION_HUB_ACCEPTED: &str = "HubAcceptedManagedCluster";
 pub const CONDITION_JOINED: &str = "ManagedClusterJoined";
 /// `ManagedClusterConditionClockSynced`.
 pub const CONDITION_CLOCK_SYNCED: &str = "ManagedClusterConditionClockSynced";
+/// `ClusterCertificateRotated`: set by the agent each time it rotates its client certificate.
+pub const CONDITION_CERTIFICATE_ROTATED: &str = "ClusterCertificateRotated";
 
 /// The taint placed on a cluster whose Available condition is `Unknown`.
 pub const TAINT_UNREACHABLE: &str = "cluster.open-cluster-management.io/unreachable";

@@ -1,23 +1,20 @@
-//! ocm-rs itself on local clusters: `ocm-hub` on the hub cluster (with its bootstrap
-//! ServiceAccount), an `ocm-agent` per managed cluster joining with that account's token, and
-//! the clusters accepted — what a user would do with `ocmctl init`, `join` and `accept`. Used by
-//! the local environment (`cargo xtask up`) and its tests.
+//! ocm-rs itself on local clusters, set up as a user would with `ocmctl` — through its own
+//! library functions: `ocmctl init` on the hub (CRDs, bootstrap ServiceAccount, hub CA, a token),
+//! `ocm-hub` started against it, `ocmctl join --local` for each managed cluster (an `ocm-agent`
+//! with OCM's bootstrap config), and `ocmctl accept` once each has asked to join. Used by the
+//! local environment (`cargo xtask up`) and its tests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use ocm_api::cluster::v1::{CONDITION_AVAILABLE, ManagedCluster};
 use ocm_api::condition::{self, ConditionStatus};
-use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use ocm_api::k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use ocm_api::kube::Api;
-use ocm_api::kube::api::PostParams;
+use ocm_cli::hub::HubUrl;
+use ocm_cli::join::JoinRequest;
+use ocm_cli::local::LocalFiles;
 
 use crate::{Cluster, Process, TestEnvError, free_port};
-
-const BOOTSTRAP_NAMESPACE: &str = "open-cluster-management";
-const BOOTSTRAP_ACCOUNT: &str = "agent-registration-bootstrap";
 
 /// Where the ocm-rs binaries are.
 #[derive(Debug, Clone)]
@@ -80,8 +77,10 @@ impl Registration {
     }
 }
 
-/// Starts `ocm-hub` on `hub`, an `ocm-agent` for each of `managed`, accepts every cluster and
-/// waits (up to `timeout`) until all are Available. Logs go to `dir/logs/`.
+/// `ocmctl init` on `hub`, then `ocm-hub` against it, `ocmctl join --local` for each of
+/// `managed` and `ocmctl accept` for each; waits (up to `timeout`) until all are Available.
+/// Logs go to `dir/logs/`, each agent's bootstrap config and pid to `dir/agents/<cluster>/`
+/// (so `ocmctl unjoin --state-dir dir/agents` finds them).
 pub async fn start(
     binaries: &OcmBinaries,
     hub: &Cluster,
@@ -92,7 +91,23 @@ pub async fn start(
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| io("creating the log directory", &e))?;
     let (grpc_port, health_port) = (free_port()?, free_port()?);
-    let bootstrap_user = format!("system:serviceaccount:{BOOTSTRAP_NAMESPACE}:{BOOTSTRAP_ACCOUNT}");
+    let hub_url = HubUrl::parse(&format!("localhost:{grpc_port}"))
+        .map_err(|e| TestEnvError::Ocm(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let client = hub.client()?;
+
+    // `ocmctl init`: the token is valid for a week, as long as a local environment lives.
+    let init = ocm_cli::init::init(
+        &client,
+        &ocm_cli::init::InitOptions {
+            hub_url: hub_url.clone(),
+            token_expiration: Duration::from_secs(7 * 24 * 3600),
+        },
+    )
+    .await
+    .map_err(|e| TestEnvError::Ocm(format!("ocmctl init: {e}")))?;
+
+    // ocm-hub, reusing init's CA; joins are approved by `ocmctl accept` below, not by the hub.
     let hub_args: Vec<String> = vec![
         "--kubeconfig".into(),
         hub.kubeconfig_path().display().to_string(),
@@ -100,10 +115,6 @@ pub async fn start(
         format!("127.0.0.1:{grpc_port}"),
         "--health-listen".into(),
         format!("127.0.0.1:{health_port}"),
-        "--bootstrap-service-account".into(),
-        format!("{BOOTSTRAP_NAMESPACE}/{BOOTSTRAP_ACCOUNT}"),
-        "--auto-approved-users".into(),
-        bootstrap_user,
     ];
     let mut registration = Registration {
         processes: vec![(
@@ -118,12 +129,8 @@ pub async fn start(
         )],
         grpc_port,
     };
-    let deadline = tokio::time::Instant::now() + timeout;
-    let client = hub.client()?;
-    // The hub is ready once its CA exists and its bootstrap ServiceAccount is there.
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "open-cluster-management-hub");
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), BOOTSTRAP_NAMESPACE);
-    let ca = loop {
+    // What `ocmctl init --wait` waits for: the broker serves with init's CA.
+    loop {
         if let Some((_, hub_process)) = registration.processes.first_mut()
             && let Some(status) = hub_process.exited()
         {
@@ -132,63 +139,56 @@ pub async fn start(
                 logs.join("ocm-hub.log").display()
             )));
         }
-        let ca = secrets.get_opt("ocm-hub-ca").await.ok().flatten();
-        let account = accounts.get_opt(BOOTSTRAP_ACCOUNT).await.ok().flatten();
-        if let (Some(ca), Some(_)) = (ca, account)
-            && let Some(cert) = ca.data.as_ref().and_then(|d| d.get("tls.crt"))
-            && tcp_open(grpc_port).await
-        {
-            break cert.0.clone();
+        match ocm_cli::hub::probe(&hub_url, &init.ca_pem).await {
+            Ok(()) => break,
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(TestEnvError::Ocm(format!("ocm-hub did not serve: {e}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
-        if tokio::time::Instant::now() > deadline {
-            return Err(TestEnvError::Ocm("ocm-hub did not become ready".into()));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    let token = accounts
-        .create_token_request(
-            BOOTSTRAP_ACCOUNT,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    expiration_seconds: Some(7 * 24 * 3600),
-                    ..TokenRequestSpec::default()
-                },
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .map_err(|e| TestEnvError::Ocm(format!("bootstrap token: {e}")))?
-        .status
-        .map(|s| s.token)
-        .unwrap_or_default();
-    let bootstrap = dir.join("bootstrap-config.yaml");
-    let ca_data = base64::engine::general_purpose::STANDARD.encode(&ca);
-    std::fs::write(
-        &bootstrap,
-        format!("url: localhost:{grpc_port}\ncaData: {ca_data}\ntoken: {token}\n"),
-    )
-    .map_err(|e| io("writing the bootstrap config", &e))?;
+    }
 
+    // `ocmctl join --local` on each managed cluster, with the agent tied to this supervisor.
     for cluster in managed {
-        let args: Vec<String> = vec![
-            "--cluster-name".into(),
-            cluster.name().to_owned(),
-            "--bootstrap-config".into(),
-            bootstrap.display().to_string(),
-            "--kubeconfig".into(),
-            cluster.kubeconfig_path().display().to_string(),
-            "--health-listen".into(),
-            format!("127.0.0.1:{}", free_port()?),
-        ];
-        let log = logs.join(format!("ocm-agent-{}.log", cluster.name()));
-        let agent = Process::spawn(cluster.name(), "ocm-agent", &binaries.agent, &args, log)?;
+        let request = JoinRequest::new(
+            cluster.name(),
+            hub_url.clone(),
+            &init.join.hub_token,
+            &init.join.ca_data,
+        )
+        .map_err(|e| TestEnvError::Ocm(format!("ocmctl join {}: {e}", cluster.name())))?;
+        ocm_cli::join::preflight(&request)
+            .await
+            .map_err(|e| TestEnvError::Ocm(format!("ocmctl join {}: {e}", cluster.name())))?;
+        let mut files = LocalFiles::new(&dir.join("agents"), cluster.name());
+        files.log = logs.join(format!("ocm-agent-{}.log", cluster.name()));
+        let fail = |e: ocm_cli::local::LocalError| {
+            TestEnvError::Ocm(format!("ocmctl join --local {}: {e}", cluster.name()))
+        };
+        ocm_cli::local::write_bootstrap_config(&files, &request.bootstrap_config())
+            .map_err(fail)?;
+        let health = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let args = ocm_cli::local::agent_args(
+            cluster.name(),
+            &files,
+            Some(cluster.kubeconfig_path()),
+            health,
+        );
+        let agent = Process::spawn(
+            cluster.name(),
+            "ocm-agent",
+            &binaries.agent,
+            &args,
+            files.log.clone(),
+        )?;
+        ocm_cli::local::record_pid(&files, agent.pid()).map_err(fail)?;
         registration
             .processes
             .push((format!("ocm-agent ({})", cluster.name()), agent));
     }
 
-    // The hub administrator's half of the double opt-in, with ocmctl's own code.
+    // `ocmctl accept --wait`: the hub administrator's half of the double opt-in — approve each
+    // agent's certificate request once it is there, and accept the cluster.
     let clusters: Api<ManagedCluster> = Api::all(client.clone());
     for cluster in managed {
         let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -221,12 +221,6 @@ pub async fn start(
         }
     }
     Ok(registration)
-}
-
-async fn tcp_open(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .is_ok()
 }
 
 fn io(what: &str, error: &std::io::Error) -> TestEnvError {

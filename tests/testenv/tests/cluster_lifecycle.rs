@@ -267,6 +267,15 @@ fn local_environment_up_runs_ocm_registers_its_cluster_and_down_leaves_no_proces
         2,
         "joined and available: {clusters}"
     );
+    // Joined through `ocmctl join --local`: its files where `ocmctl unjoin --state-dir` looks.
+    let agent = dir.join("agents").join("cluster1");
+    let agent_pid: u32 = std::fs::read_to_string(agent.join("ocm-agent.pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pids.contains(&agent_pid), "{agent_pid} is not in {pids:?}");
+    assert!(agent.join("bootstrap-config.yaml").is_file());
     assert!(localenv(&["status"], &dir).starts_with("running"));
     assert!(localenv(&["up"], &dir).starts_with("already running"));
 
@@ -276,6 +285,10 @@ fn local_environment_up_runs_ocm_registers_its_cluster_and_down_leaves_no_proces
         assert!(!is_alive(pid), "process {pid} survived `down`");
     }
     assert!(!dir.join("hub.kubeconfig").exists());
+    assert!(
+        !dir.join("agents").exists(),
+        "the agents' tokens went with the hub"
+    );
     assert!(localenv(&["status"], &dir).starts_with("not running"));
 }
 

@@ -61,8 +61,9 @@ struct UpArgs {
     /// Give up if the clusters are not ready after this many seconds.
     #[arg(long, default_value_t = 180)]
     timeout: u64,
-    /// Also run ocm-rs: `ocm-hub` on the hub and an `ocm-agent` per managed cluster (built
-    /// beside this binary), with every cluster joined and accepted.
+    /// Also run ocm-rs: `ocmctl init` on the hub, `ocm-hub` against it, and every managed
+    /// cluster joined with `ocmctl join --local` (an `ocm-agent`) and accepted with `ocmctl
+    /// accept` (the binaries are found beside this one).
     #[arg(long)]
     ocm: bool,
 }
@@ -238,15 +239,26 @@ fn print_state(state: &State) {
         println!("  {name:<22} pid {pid}");
     }
     if let Some(hub) = state.clusters.first() {
-        let what = if state.ocm.is_empty() {
-            "nodes"
-        } else {
-            "managedclusters"
-        };
-        println!(
-            "\ntry: kubectl --kubeconfig {} get {what}",
-            hub.kubeconfig.display()
-        );
+        // ocmctl beside this binary, where `cargo xtask up` builds it.
+        let ocmctl = std::env::current_exe()
+            .ok()
+            .map(|exe| exe.with_file_name("ocmctl"))
+            .filter(|path| path.is_file());
+        match (state.ocm.is_empty(), ocmctl) {
+            (false, Some(ocmctl)) => println!(
+                "\ntry: {} --kubeconfig {} get clusters",
+                ocmctl.display(),
+                hub.kubeconfig.display()
+            ),
+            (false, None) => println!(
+                "\ntry: kubectl --kubeconfig {} get managedclusters",
+                hub.kubeconfig.display()
+            ),
+            (true, _) => println!(
+                "\ntry: kubectl --kubeconfig {} get nodes",
+                hub.kubeconfig.display()
+            ),
+        }
     }
 }
 
@@ -408,6 +420,8 @@ fn down(dir: &Path) -> Result<()> {
         let _ = std::fs::remove_file(&cluster.kubeconfig);
         let _ = std::fs::remove_dir_all(&cluster.dir);
     }
+    // The agents' bootstrap configs (tokens of the hub just stopped) and pid files.
+    let _ = std::fs::remove_dir_all(dir.join("agents"));
     if !left.is_empty() {
         bail!("processes still running after stop: {left:?}");
     }
