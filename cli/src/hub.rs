@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use ocm_proto::SubscriptionRequest;
 use ocm_transport::event_type::DataType;
-use ocm_transport::grpc_client::{GrpcClient, SubscribeOptions};
+use ocm_transport::grpc_client::{GrpcClient, refusal_reason};
 use ocm_transport::grpc_config::GrpcClientConfig;
-use tokio_util::sync::CancellationToken;
 
 use crate::progress::{Observer, format_elapsed};
 
@@ -223,7 +222,15 @@ pub enum TokenCheckError {
     )]
     Refused { url: String, reason: String },
     #[error(
-        "the hub at {url} did not let this token subscribe for cluster {cluster:?} within {within}: the token may lack OCM's bootstrap role (on the hub, `ocmctl get token` gives one that has it), or ocm-hub is overloaded"
+        "the hub at {url} does not let this token join as cluster {cluster:?} ({reason}): the token lacks OCM's bootstrap role; on the hub, `ocmctl get token` gives one that has it"
+    )]
+    NotPermitted {
+        url: String,
+        cluster: String,
+        reason: String,
+    },
+    #[error(
+        "the hub at {url} did not answer a subscription for cluster {cluster:?} within {within}: check that ocm-hub is running and reachable from here"
     )]
     NoAnswer {
         url: String,
@@ -256,42 +263,44 @@ pub async fn check_token(
         url: url.to_string(),
         detail: e.to_string(),
     })?;
-    let mut refusal = client.credential_refusal();
-    let (events, _kept) = tokio::sync::mpsc::channel(16);
-    let (subscribed_tx, mut subscribed) = tokio::sync::mpsc::channel(1);
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
     let request = SubscriptionRequest {
         source: String::new(),
         cluster_name: cluster.to_owned(),
         data_type: DataType::managed_clusters().to_string(),
     };
-    tokio::spawn(async move {
-        client
-            .run_subscription(
-                request,
-                events,
-                subscribed_tx,
-                SubscribeOptions::default(),
-                cancel,
-            )
-            .await;
-    });
-    tokio::select! {
-        id = subscribed.recv() => match id {
-            Some(_) => Ok(()),
-            None => Err(TokenCheckError::Client { url: url.to_string(), detail: "the subscription ended".to_owned() }),
-        },
-        refused = refusal.wait_for(Option::is_some) => {
-            let reason = refused.ok().and_then(|r| (*r).clone()).unwrap_or_default();
-            Err(TokenCheckError::Refused { url: url.to_string(), reason })
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let outcome =
+            tokio::time::timeout_at(deadline, client.try_subscribe(request.clone())).await;
+        let status = match outcome {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(status)) => status,
+            Err(_) => break,
+        };
+        if let Some(reason) = refusal_reason(&status) {
+            return Err(TokenCheckError::Refused {
+                url: url.to_string(),
+                reason,
+            });
         }
-        () = tokio::time::sleep(within) => Err(TokenCheckError::NoAnswer {
-            url: url.to_string(),
-            cluster: cluster.to_owned(),
-            within: format_elapsed(within),
-        }),
+        if status.code() == tonic::Code::PermissionDenied {
+            return Err(TokenCheckError::NotPermitted {
+                url: url.to_string(),
+                cluster: cluster.to_owned(),
+                reason: status.message().to_owned(),
+            });
+        }
+        // Unavailable and the like: the hub may be starting; ask again until `within`.
+        if tokio::time::Instant::now() + Duration::from_millis(250) >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    Err(TokenCheckError::NoAnswer {
+        url: url.to_string(),
+        cluster: cluster.to_owned(),
+        within: format_elapsed(within),
+    })
 }
 
 #[cfg(test)]

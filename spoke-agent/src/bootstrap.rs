@@ -105,12 +105,22 @@ async fn obtain(
         ],
     };
     let (hub, mut inbox) = client::open(transport, interest, InboxOptions::default(), connection)?;
+    // A token or certificate the hub refuses will not get better by waiting: say so at once.
+    let mut refusal = match &hub {
+        client::Publisher::Grpc(grpc) => Some(grpc.credential_refusal()),
+        client::Publisher::Mqtt(_) => None,
+    };
+    let what = match purpose {
+        Purpose::Join => "the bootstrap token",
+        Purpose::Renew => "the current client certificate",
+    };
     let deadline = tokio::time::Instant::now() + config.timeout;
     // Subscribed to both before asking, so the answer cannot be missed.
     for _ in 0..2 {
         tokio::select! {
             () = cancel.cancelled() => return Err(BootstrapError::Cancelled),
             () = tokio::time::sleep_until(deadline) => return Err(BootstrapError::TimedOut(config.timeout)),
+            why = refused(refusal.as_mut()) => return Err(BootstrapError::Refused { what, detail: why }),
             cue = inbox.resync.recv() => { cue.ok_or(BootstrapError::Cancelled)?; }
         }
     }
@@ -164,6 +174,7 @@ async fn obtain(
         let received = tokio::select! {
             () = cancel.cancelled() => return Err(BootstrapError::Cancelled),
             () = tokio::time::sleep_until(deadline) => return Err(BootstrapError::TimedOut(config.timeout)),
+            why = refused(refusal.as_mut()) => return Err(BootstrapError::Refused { what, detail: why }),
             _ = notice.tick() => {
                 tracing::info!(%cluster, csr = %csr_name, "still waiting for approval on the hub (ocmctl accept --clusters {cluster})");
                 continue;
@@ -229,6 +240,22 @@ async fn obtain(
                 key: request.key_pem,
             });
         }
+    }
+}
+
+/// Resolves with the reason once the broker refuses the credential; never without a watch.
+async fn refused(refusal: Option<&mut tokio::sync::watch::Receiver<Option<String>>>) -> String {
+    let Some(refusal) = refusal else {
+        return std::future::pending().await;
+    };
+    // The borrow ends with this statement: it must not be held across an await.
+    let why = refusal
+        .wait_for(Option::is_some)
+        .await
+        .map(|why| why.clone().unwrap_or_default());
+    match why {
+        Ok(why) => why,
+        Err(_) => std::future::pending().await,
     }
 }
 

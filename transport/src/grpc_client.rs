@@ -164,6 +164,22 @@ impl GrpcClient {
         outcome
     }
 
+    /// Subscribes once and lets go: the subscription ID the broker answers with, or the status
+    /// it refused with (`PermissionDenied`, `Unauthenticated`, …). For checks — a join's
+    /// preflight, a test of who may subscribe to what; [`Self::run_subscription`] keeps one.
+    pub async fn try_subscribe(&self, subscription: SubscriptionRequest) -> Result<String, Status> {
+        let mut client = CloudEventServiceClient::new((*self.channel.load_full()).clone());
+        let outcome = client.subscribe(self.request(subscription)).await;
+        self.record(outcome.as_ref().map(|_| ()));
+        let response = outcome?;
+        response
+            .metadata()
+            .get(SUBSCRIPTION_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or_else(|| Status::internal("the broker sent no subscription-id header"))
+    }
+
     /// Keeps a subscription alive until `cancel`: decoded events go to `events`, and after every
     /// successful (re)subscription `subscribed` receives the subscription ID, the caller's cue
     /// to resync. A broken stream, an error, or no message (not even a heartbeat) within

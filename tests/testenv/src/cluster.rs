@@ -519,6 +519,46 @@ impl Cluster {
         self.ca.cert_pem()
     }
 
+    /// A service-account token (JWT, ES256) with `claims`, signed with the key this cluster's
+    /// apiserver issues tokens with — so a test can present a token the apiserver could have
+    /// issued but no longer accepts, such as one that has expired. `iss` is filled in.
+    pub fn sign_service_account_token(
+        &self,
+        claims: &serde_json::Value,
+    ) -> Result<String, TestEnvError> {
+        use base64::Engine as _;
+        let pki = |detail: String| TestEnvError::Pki {
+            what: "service-account token",
+            detail,
+        };
+        let pem = std::fs::read_to_string(self.dir.join("pki").join("sa.key"))
+            .map_err(|e| pki(format!("reading sa.key: {e}")))?;
+        let der = rcgen::KeyPair::from_pem(&pem)
+            .map_err(|e| pki(e.to_string()))?
+            .serialize_der();
+        let rng = ring::rand::SystemRandom::new();
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &der,
+            &rng,
+        )
+        .map_err(|e| pki(e.to_string()))?;
+        let mut claims = claims.clone();
+        if let Some(object) = claims.as_object_mut() {
+            object.insert("iss".to_owned(), self.server.clone().into());
+        }
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let signed = format!(
+            "{}.{}",
+            b64.encode(br#"{"alg":"ES256","typ":"JWT"}"#),
+            b64.encode(claims.to_string())
+        );
+        let signature = key
+            .sign(&rng, signed.as_bytes())
+            .map_err(|e| pki(e.to_string()))?;
+        Ok(format!("{signed}.{}", b64.encode(signature.as_ref())))
+    }
+
     /// `https://127.0.0.1:<port>`.
     pub fn server_url(&self) -> &str {
         &self.server
