@@ -10,7 +10,9 @@ mod support;
 
 use std::time::Duration;
 
-use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_JOINED, ManagedCluster};
+use ocm_api::cluster::v1::{
+    CONDITION_AVAILABLE, CONDITION_JOINED, ManagedCluster, TAINT_UNREACHABLE,
+};
 use ocm_api::cluster::v1alpha1::{ClusterClaim, ClusterClaimSpec};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -29,6 +31,14 @@ fn condition_of(cluster: &ManagedCluster, type_: &str) -> Option<ConditionStatus
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
     condition::find(&conditions, type_).map(|c| c.status)
+}
+
+fn unreachable(cluster: &ManagedCluster) -> bool {
+    cluster
+        .spec
+        .taints
+        .iter()
+        .any(|t| t.key == TAINT_UNREACHABLE)
 }
 
 async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -147,11 +157,10 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
     // Stopped: Unknown after the grace.
     running.cancel();
     agent.await.unwrap().unwrap();
-    eventually("Available=Unknown", async || {
-        (condition_of(
-            &clusters.get("cluster1").await.unwrap(),
-            CONDITION_AVAILABLE,
-        ) == Some(ConditionStatus::Unknown))
+    eventually("Available=Unknown and the unreachable taint", async || {
+        let cluster = clusters.get("cluster1").await.unwrap();
+        (condition_of(&cluster, CONDITION_AVAILABLE) == Some(ConditionStatus::Unknown)
+            && unreachable(&cluster))
         .then_some(())
     })
     .await;
@@ -166,11 +175,10 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
         .len();
     let running = CancellationToken::new();
     let agent = tokio::spawn(agent::run(spoke.clone(), agent_config, running.clone()));
-    eventually("Available again", async || {
-        (condition_of(
-            &clusters.get("cluster1").await.unwrap(),
-            CONDITION_AVAILABLE,
-        ) == Some(ConditionStatus::True))
+    eventually("Available again, untainted", async || {
+        let cluster = clusters.get("cluster1").await.unwrap();
+        (condition_of(&cluster, CONDITION_AVAILABLE) == Some(ConditionStatus::True)
+            && !unreachable(&cluster))
         .then_some(())
     })
     .await;
