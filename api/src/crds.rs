@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 use crate::cluster::{v1, v1alpha1, v1beta2};
-use crate::schema;
+use crate::{schema, work};
 
 /// Where a CRD is installed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,9 @@ pub fn all() -> Vec<(Installed, CustomResourceDefinition)> {
         (Installed::Hub, v1::ManagedCluster::crd()),
         (Installed::Hub, v1beta2::ManagedClusterSet::crd()),
         (Installed::Hub, v1beta2::ManagedClusterSetBinding::crd()),
+        (Installed::Hub, work::v1::ManifestWork::crd()),
         (Installed::Spoke, v1alpha1::ClusterClaim::crd()),
+        (Installed::Spoke, work::v1::AppliedManifestWork::crd()),
     ]
     .into_iter()
     .map(|(place, crd)| (place, schema::as_ocm_publishes(crd)))

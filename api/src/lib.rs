@@ -5,10 +5,11 @@
 //! in one place.
 //!
 //! The OCM kinds, as Rust types whose generated CRDs match OCM's published schemas ([`crds`]):
-//! [`cluster`] (ManagedCluster, ManagedClusterSet, ManagedClusterSetBinding, ClusterClaim), with
-//! OCM's [`condition::Condition`], and [`label_selector`] (Kubernetes label selectors evaluated
-//! as Go evaluates them). ManifestWork, Placement and the add-on kinds arrive with the
-//! issues that implement their behaviour.
+//! [`cluster`] (ManagedCluster, ManagedClusterSet, ManagedClusterSetBinding, ClusterClaim) and
+//! [`work`] (ManifestWork, AppliedManifestWork, and the work webhook's validation), with OCM's
+//! [`condition::Condition`], and [`label_selector`] (Kubernetes label selectors evaluated as Go
+//! evaluates them). Placement and the add-on kinds arrive with the issues that implement their
+//! behaviour.
 //!
 //! Architecture invariant: types and pure helpers only; no I/O.
 
@@ -18,6 +19,7 @@ pub mod crds;
 pub mod label_selector;
 pub mod registration;
 mod schema;
+pub mod work;
 
 pub use k8s_openapi;
 pub use kube;

@@ -1,9 +1,10 @@
 //! The ocm-rs agent as a library: what `ocm-agent` runs on a managed cluster.
 //!
-//! Built so far (issue 4, in progress): joining the hub with a bootstrap credential and
-//! obtaining the agent's client certificate ([`bootstrap`]) with the request OCM's agents make
-//! ([`csr`]), keeping that credential on the cluster ([`credentials`]), and the registration
-//! loop — lease renewal and status reports ([`agent`], [`status`]).
+//! Registration (issue 4): joining the hub with a bootstrap credential and obtaining the
+//! agent's client certificate ([`bootstrap`]) with the request OCM's agents make ([`csr`]),
+//! keeping that credential on the cluster ([`credentials`]), renewing it ([`rotation`]), and the
+//! registration loop — lease renewal and status reports ([`agent`], [`status`]). Work delivery
+//! (issue 5, in progress): [`work`].
 
 pub mod agent;
 pub mod bootstrap;
@@ -11,3 +12,4 @@ pub mod credentials;
 pub mod csr;
 pub mod rotation;
 pub mod status;
+pub mod work;

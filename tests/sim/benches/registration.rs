@@ -1,0 +1,746 @@
+//! Registration at scale (issue 4): simulated agents join a real `ocm-hub` on a real hub
+//! apiserver with auto-approval, then ten thousand of them heartbeat.
+//!
+//! `cargo build --release -p ocm-hub-server --bin ocm-hub && cargo bench -p ocm-sim --bench
+//!  registration [-- --joiners 500 --total 10000 --in-flight 500 --lease 10 --settle 30
+//!  --window 60]`
+//!
+//! - A hub cluster (etcd, kube-apiserver, kube-controller-manager, … from `ocm-testenv`) and the
+//!   real `ocm-hub` binary as a child process, with `--auto-approved-users` naming the bootstrap
+//!   ServiceAccount it creates (`--bootstrap-service-account`): the hub approves and signs the
+//!   agents' CSRs and accepts their clusters on first sight (OCM's ManagedClusterAutoApproval).
+//!   Every other hub setting is its default (`--lease-write-interval 60s`,
+//!   `--auth-cache-ttl 10s`, …).
+//! - **Join**: `--joiners` simulated spokes start at once. Each runs the agent's own bootstrap
+//!   (ECDSA key, CSR, ManagedCluster over gRPC with the bootstrap token), then its own mutual-TLS
+//!   connection, and once accepted renews its lease and reports Joined and Available, with the
+//!   agent's own code ([`ocm_sim::spoke`]). Measured: from the start until each ManagedCluster
+//!   is `Available=True` on the hub apiserver (a watch in this process); p50, p99, all.
+//! - **Memory**: hub RSS before the first spoke, with the joiners, and with `--total`; per
+//!   registered cluster = growth ÷ clusters.
+//! - **Ramp**: the rest of `--total` join exactly the same way (the real flow, no shortcut),
+//!   at most `--in-flight` at a time not yet Available. As a hub administrator would, the
+//!   benchmark sets `leaseDurationSeconds: --lease` on every cluster once it is Available (OCM's
+//!   agents create their ManagedCluster with the default 60 s); the agents follow the new period.
+//! - **Heartbeat**: with every cluster Available and on the shorter lease, after `--settle`
+//!   seconds, a `--window`-second window: hub CPU (utime+stime from `/proc`) as % of one core;
+//!   apiserver write requests per second (growth of `apiserver_request_total` for POST, PUT,
+//!   PATCH, APPLY, DELETE, without access and token reviews, which store nothing and are shown
+//!   apart) with the largest contributors; storage writes per second (`etcd_requests_total`
+//!   create/update/delete: what reached etcd); renewals the spokes sent; and that no cluster left
+//!   Available.
+//!
+//! Everything shares the machine: apiserver, etcd, hub and the simulated spokes' TLS. Under
+//! `cargo test` (no `--bench` argument) it makes one small pass, so the suite keeps it working.
+
+#![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)] // a benchmark report
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use futures::StreamExt as _;
+use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, ManagedCluster};
+use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::kube::api::{Patch, PatchParams};
+use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
+use ocm_api::kube::{Api, Client};
+use ocm_sim::hub::{self, HubProcess};
+use ocm_sim::measure::{self, Metrics, Sample};
+use ocm_sim::model::ClusterModel;
+use ocm_sim::spoke::{self, Counters, Milestone, SpokeConfig};
+use ocm_spoke_agent::bootstrap::BootstrapConfig;
+use ocm_spoke_agent::csr::AgentName;
+use ocm_testenv::Cluster;
+use ocm_transport::client::TransportConfig;
+use ocm_transport::grpc_config::GrpcClientConfig;
+use tokio_util::sync::CancellationToken;
+
+const BOOTSTRAP_NAMESPACE: &str = "open-cluster-management";
+const BOOTSTRAP_SA: &str = "agent-registration-bootstrap";
+const BOOTSTRAP_USER: &str =
+    "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
+const METRICS: &[&str] = &["apiserver_request_total", "etcd_requests_total"];
+
+#[derive(Debug, Clone)]
+struct Options {
+    joiners: usize,
+    total: usize,
+    in_flight: usize,
+    lease_seconds: i32,
+    settle: Duration,
+    window: Duration,
+    /// Longest any phase may take before the run fails.
+    phase_timeout: Duration,
+}
+
+fn options(args: &[String]) -> anyhow::Result<Options> {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` does not, and then one small
+    // pass checks that the benchmark still works.
+    if !args.iter().any(|a| a == "--bench") {
+        return Ok(Options {
+            joiners: 3,
+            total: 6,
+            in_flight: 3,
+            lease_seconds: 10,
+            settle: Duration::from_secs(1),
+            window: Duration::from_secs(3),
+            phase_timeout: Duration::from_secs(120),
+        });
+    }
+    let mut options = Options {
+        joiners: 500,
+        total: 10_000,
+        in_flight: 500,
+        lease_seconds: 10,
+        settle: Duration::from_secs(30),
+        window: Duration::from_secs(60),
+        phase_timeout: Duration::from_secs(900),
+    };
+    for pair in args.windows(2) {
+        let value = pair[1].as_str();
+        let number = || -> anyhow::Result<u64> {
+            value
+                .parse()
+                .with_context(|| format!("{} {value}: not a number", pair[0]))
+        };
+        match pair[0].as_str() {
+            "--joiners" => options.joiners = usize::try_from(number()?)?,
+            "--total" => options.total = usize::try_from(number()?)?,
+            "--in-flight" => options.in_flight = usize::try_from(number()?)?,
+            "--lease" => options.lease_seconds = i32::try_from(number()?)?,
+            "--settle" => options.settle = Duration::from_secs(number()?),
+            "--window" => options.window = Duration::from_secs(number()?),
+            _ => {}
+        }
+    }
+    ensure!(
+        options.joiners >= 1 && options.total >= options.joiners && options.in_flight >= 1,
+        "need 1 ≤ --joiners ≤ --total and --in-flight ≥ 1"
+    );
+    Ok(options)
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let options = options(&args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(bench(options))
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the hub apiserver says about the clusters, from a watch.
+
+#[derive(Debug, Default)]
+struct Seen {
+    first_available: Option<Instant>,
+    available: bool,
+    accepted: bool,
+    lease_seconds: i32,
+}
+
+#[derive(Debug, Default)]
+struct Clusters {
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+impl Clusters {
+    fn record(&self, cluster: &ManagedCluster) {
+        let Some(name) = cluster.metadata.name.clone() else {
+            return;
+        };
+        let conditions = cluster
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        let is_true = |type_: &str| {
+            condition::find(conditions, type_).is_some_and(|c| c.status == ConditionStatus::True)
+        };
+        let mut seen = self.seen.lock().unwrap();
+        let entry = seen.entry(name).or_default();
+        entry.available = is_true(CONDITION_AVAILABLE);
+        entry.accepted = is_true(CONDITION_HUB_ACCEPTED);
+        entry.lease_seconds = cluster.spec.lease_duration_seconds;
+        if entry.available && entry.first_available.is_none() {
+            entry.first_available = Some(Instant::now());
+        }
+    }
+
+    fn available(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| s.available)
+            .count()
+    }
+
+    /// Available clusters whose lease duration is not yet `seconds`.
+    fn lease_to_change(&self, seconds: i32) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, s)| s.available && s.accepted && s.lease_seconds != seconds)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// When each of `names` first became Available, after `start`.
+    fn times_to_available(&self, names: &[String], start: Instant) -> Vec<Duration> {
+        let seen = self.seen.lock().unwrap();
+        let mut times: Vec<Duration> = names
+            .iter()
+            .filter_map(|n| seen.get(n).and_then(|s| s.first_available))
+            .map(|at| at.saturating_duration_since(start))
+            .collect();
+        times.sort_unstable();
+        times
+    }
+}
+
+async fn watch_clusters(client: Client, clusters: Arc<Clusters>) {
+    let stream = watcher(
+        Api::<ManagedCluster>::all(client),
+        watcher::Config::default(),
+    )
+    .default_backoff();
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(cluster) | watcher::Event::InitApply(cluster)) => {
+                clusters.record(&cluster);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "ManagedCluster watch"),
+        }
+    }
+}
+
+/// The hub administrator's part: `leaseDurationSeconds` set on every Available cluster.
+async fn set_lease_durations(
+    client: Client,
+    clusters: Arc<Clusters>,
+    seconds: i32,
+    cancel: CancellationToken,
+) {
+    let api = Api::<ManagedCluster>::all(client);
+    let mut asked: HashSet<String> = HashSet::new();
+    while !cancel.is_cancelled() {
+        let due: Vec<String> = clusters
+            .lease_to_change(seconds)
+            .into_iter()
+            .filter(|n| !asked.contains(n))
+            .collect();
+        let patch = serde_json::json!({"spec": {"leaseDurationSeconds": seconds}});
+        let results: Vec<(String, bool)> = futures::stream::iter(due)
+            .map(|name| {
+                let (api, patch) = (api.clone(), patch.clone());
+                async move {
+                    let ok = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await
+                        .is_ok();
+                    (name, ok)
+                }
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        // A failed patch is retried on the next round.
+        asked.extend(results.into_iter().filter(|(_, ok)| *ok).map(|(n, _)| n));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The spokes.
+
+struct Spokes {
+    transport: GrpcClientConfig,
+    model: Arc<ClusterModel>,
+    counters: Arc<Counters>,
+    errors: Arc<Mutex<Vec<String>>>,
+    cancel: CancellationToken,
+    started: usize,
+}
+
+fn cluster_name(index: usize) -> String {
+    format!("sim-{index:05}")
+}
+
+impl Spokes {
+    /// Starts the spoke for cluster `index`: it joins through bootstrap, then runs.
+    fn start_next(&mut self) {
+        let config = SpokeConfig {
+            bootstrap: BootstrapConfig {
+                transport: TransportConfig::Grpc(self.transport.clone()),
+                name: AgentName {
+                    cluster: cluster_name(self.started),
+                    agent: "agent".to_owned(),
+                },
+                expiration_seconds: None,
+                timeout: Duration::from_secs(900),
+                waiting_notice: Duration::from_secs(900),
+            },
+            model: Arc::clone(&self.model),
+            inbox_capacity: 16,
+        };
+        let (counters, errors, cancel) = (
+            Arc::clone(&self.counters),
+            Arc::clone(&self.errors),
+            self.cancel.clone(),
+        );
+        tokio::spawn(async move {
+            if let Err(err) = spoke::run(config, None, counters, cancel).await {
+                errors.lock().unwrap().push(err.to_string());
+            }
+        });
+        self.started += 1;
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let errors = self.errors.lock().unwrap();
+        if let Some(first) = errors.first() {
+            bail!(
+                "{} simulated spokes failed; the first: {first}",
+                errors.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures.
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// CPU time of each watched process.
+struct CpuReading {
+    at: Instant,
+    times: Vec<(String, u32, Duration)>,
+}
+
+impl CpuReading {
+    fn take(pids: &[(String, u32)]) -> anyhow::Result<Self> {
+        let at = Instant::now();
+        let times = pids
+            .iter()
+            .map(|(name, pid)| Ok((name.clone(), *pid, measure::cpu_time(*pid)?)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self { at, times })
+    }
+
+    /// % of one core each process used since `earlier`.
+    fn since(&self, earlier: &Self) -> Vec<(String, f64)> {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        self.times
+            .iter()
+            .zip(&earlier.times)
+            .map(|((name, _, now), (_, _, then))| {
+                (
+                    name.clone(),
+                    now.saturating_sub(*then).as_secs_f64() / wall * 100.0,
+                )
+            })
+            .collect()
+    }
+}
+
+fn request_key(sample: &Sample) -> String {
+    let resource = match sample.label("subresource") {
+        "" => sample.label("resource").to_owned(),
+        sub => format!("{}/{sub}", sample.label("resource")),
+    };
+    format!("{} {resource}", sample.label("verb"))
+}
+
+fn is_storage_write(sample: &Sample) -> bool {
+    matches!(sample.label("operation"), "create" | "update" | "delete")
+}
+
+fn storage_key(sample: &Sample) -> String {
+    format!("{} {}", sample.label("operation"), sample.label("resource"))
+}
+
+/// The largest `n` groups as `key rate/s` items.
+fn top(groups: &BTreeMap<String, f64>, seconds: f64, n: usize) -> String {
+    let mut sorted: Vec<(&String, &f64)> = groups.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(a.1));
+    sorted
+        .into_iter()
+        .take(n)
+        .map(|(key, count)| format!("{key} {:.1}/s", count / seconds))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async fn bench(options: Options) -> anyhow::Result<()> {
+    let open_files = ocm_sim::raise_open_files_limit()?;
+    ensure!(
+        open_files > options.total as u64 + 1_024,
+        "{} spokes need an open-files limit above {}; the hard limit is {open_files} (raise it with `ulimit -Hn` as root)",
+        options.total,
+        options.total + 1_024
+    );
+    let hub_binary = HubProcess::binary_beside_current_exe()?;
+    let logs = tempfile_dir()?;
+    let sim_log = logs.join("sim.log");
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OCM_SIM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_ansi(false)
+        .with_writer(Mutex::new(std::fs::File::create(&sim_log)?))
+        .init();
+
+    let cluster = Cluster::start("sim-hub").await?;
+    let kube = cluster.client()?;
+    let hub_log = logs.join("ocm-hub.log");
+    let mut hub = HubProcess::start(
+        &hub_binary,
+        &cluster,
+        &[
+            "--auto-approved-users".into(),
+            BOOTSTRAP_USER.into(),
+            "--bootstrap-service-account".into(),
+            format!("{BOOTSTRAP_NAMESPACE}/{BOOTSTRAP_SA}"),
+        ],
+        hub_log.clone(),
+        Duration::from_secs(60),
+    )
+    .await?;
+    let outcome = run(&options, &cluster, &kube, &mut hub).await;
+    hub.stop(Duration::from_secs(5));
+    if let Err(err) = &outcome {
+        eprintln!(
+            "the run failed: {err:#}\nhub log: {}\nsimulator log: {}",
+            hub_log.display(),
+            sim_log.display()
+        );
+        // Kept for inspection.
+        return outcome;
+    }
+    if std::env::var_os(ocm_testenv::KEEP_ENV).is_some() {
+        // Dump every ManagedCluster (with its managedFields: who wrote it, when) for inspection.
+        if let Ok(list) = Api::<ManagedCluster>::all(cluster.client()?)
+            .list(&Default::default())
+            .await
+        {
+            std::fs::write(
+                logs.join("managedclusters.json"),
+                serde_json::to_vec_pretty(&list.items)?,
+            )?;
+        }
+        eprintln!(
+            "logs kept in {}; cluster directory {}",
+            logs.display(),
+            cluster.dir().display()
+        );
+    } else {
+        let _ = std::fs::remove_dir_all(&logs);
+    }
+    cluster.stop();
+    outcome
+}
+
+/// A fresh directory for this run's logs (kept when the run fails).
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ocm-sim-registration-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn run(
+    options: &Options,
+    cluster: &Cluster,
+    kube: &Client,
+    hub: &mut HubProcess,
+) -> anyhow::Result<()> {
+    let token = hub::bootstrap_token(
+        kube,
+        BOOTSTRAP_NAMESPACE,
+        BOOTSTRAP_SA,
+        Duration::from_secs(4 * 3600),
+    )
+    .await?;
+    let ca = hub::hub_ca_pem(kube).await?;
+    let clusters = Arc::new(Clusters::default());
+    tokio::spawn(watch_clusters(kube.clone(), Arc::clone(&clusters)));
+    let mut spokes = Spokes {
+        transport: GrpcClientConfig {
+            url: format!("127.0.0.1:{}", hub.grpc_port),
+            ca_pem: Some(ca),
+            client_identity: None,
+            token: Some(token),
+            keep_alive: None,
+            server_healthiness_timeout: None,
+            proxy: None,
+        },
+        model: Arc::new(ClusterModel::kwok_like(1)),
+        counters: Arc::new(Counters::default()),
+        errors: Arc::new(Mutex::new(Vec::new())),
+        cancel: CancellationToken::new(),
+        started: 0,
+    };
+    let _stop_spokes = spokes.cancel.clone().drop_guard();
+    let hub_pid = hub.pid();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_before = measure::rss_kib(hub_pid)?;
+
+    // Join: all at once.
+    let joined_at = Instant::now();
+    while spokes.started < options.joiners {
+        spokes.start_next();
+    }
+    let deadline = joined_at + options.phase_timeout;
+    while clusters.available() < options.joiners {
+        spokes.check()?;
+        if let Some(status) = hub.exited() {
+            bail!("ocm-hub exited ({status})");
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {} of {} joiners Available after {:?}",
+            clusters.available(),
+            options.joiners,
+            options.phase_timeout
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let join_all = joined_at.elapsed();
+    let joiner_names: Vec<String> = (0..options.joiners).map(cluster_name).collect();
+    let join_times = clusters.times_to_available(&joiner_names, joined_at);
+    let milestone = |m: Milestone| {
+        let mut times: Vec<Duration> = joiner_names
+            .iter()
+            .filter_map(|n| spokes.counters.timeline.reached(n, m))
+            .map(|at| at.saturating_duration_since(joined_at))
+            .collect();
+        times.sort_unstable();
+        format!(
+            "{} / {}",
+            secs(percentile(&times, 50.0)),
+            secs(percentile(&times, 99.0))
+        )
+    };
+    let steps = [
+        milestone(Milestone::Joined),
+        milestone(Milestone::Subscribed),
+        milestone(Milestone::Accepted),
+    ];
+    tokio::time::sleep(options.settle.min(Duration::from_secs(10))).await;
+    let rss_joiners = measure::rss_kib(hub_pid)?;
+    eprintln!(
+        "[join] {} Available in {} (p50 {}, p99 {})",
+        options.joiners,
+        secs(join_all),
+        secs(percentile(&join_times, 50.0)),
+        secs(percentile(&join_times, 99.0))
+    );
+
+    // Ramp: the rest, the same way, a bounded number at a time.
+    let admin = CancellationToken::new();
+    let _stop_admin = admin.clone().drop_guard();
+    tokio::spawn(set_lease_durations(
+        kube.clone(),
+        Arc::clone(&clusters),
+        options.lease_seconds,
+        admin.clone(),
+    ));
+    let ramp_at = Instant::now();
+    let deadline = ramp_at + options.phase_timeout;
+    let mut report_at = ramp_at + Duration::from_secs(15);
+    loop {
+        let available = clusters.available();
+        if available >= options.total {
+            break;
+        }
+        while spokes.started < options.total && spokes.started - available < options.in_flight {
+            spokes.start_next();
+        }
+        spokes.check()?;
+        if let Some(status) = hub.exited() {
+            bail!("ocm-hub exited ({status})");
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "only {available} of {} clusters Available after {:?}",
+            options.total,
+            options.phase_timeout
+        );
+        if Instant::now() > report_at {
+            report_at += Duration::from_secs(15);
+            eprintln!(
+                "[ramp] {:.0} s: {} started, {} joined, {} connected, {available} Available",
+                ramp_at.elapsed().as_secs_f64(),
+                spokes.started,
+                spokes.counters.joined.load(Ordering::Relaxed),
+                spokes.counters.connected.load(Ordering::Relaxed),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ramp = ramp_at.elapsed();
+    while !clusters.lease_to_change(options.lease_seconds).is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "lease durations not all set after {:?}",
+            options.phase_timeout
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "[ramp] {} Available after {}; every lease at {} s; settling {} s",
+        options.total,
+        secs(ramp),
+        options.lease_seconds,
+        options.settle.as_secs()
+    );
+
+    // Heartbeat: a quiet window with every cluster renewing.
+    tokio::time::sleep(options.settle).await;
+    let mut pids: Vec<(String, u32)> = vec![("ocm-hub".to_owned(), hub_pid)];
+    pids.extend(
+        cluster
+            .components()
+            .into_iter()
+            .map(|(name, pid)| (name.to_owned(), pid)),
+    );
+    pids.push(("simulated spokes".to_owned(), std::process::id()));
+    let metrics_before = Metrics::scrape(kube, METRICS).await?;
+    let renewals_before = spokes.counters.renewals.load(Ordering::Relaxed);
+    let cpu_before = CpuReading::take(&pids)?;
+    let mut fewest_available = options.total;
+    let window_end = Instant::now() + options.window;
+    while Instant::now() < window_end {
+        tokio::time::sleep(Duration::from_secs(1).min(window_end - Instant::now())).await;
+        fewest_available = fewest_available.min(clusters.available());
+    }
+    let cpu_after = CpuReading::take(&pids)?;
+    let renewals = spokes.counters.renewals.load(Ordering::Relaxed) - renewals_before;
+    let metrics_after = Metrics::scrape(kube, METRICS).await?;
+    let rss_total = measure::rss_kib(hub_pid)?;
+    spokes.check()?;
+    let seconds = cpu_after.at.duration_since(cpu_before.at).as_secs_f64();
+    let cpu = cpu_after.since(&cpu_before);
+
+    let requests = |m: &Metrics, keep: fn(&Sample) -> bool| {
+        m.grouped("apiserver_request_total", keep, request_key)
+    };
+    let writes = measure::growth(
+        &requests(&metrics_before, measure::is_stored_write),
+        &requests(&metrics_after, measure::is_stored_write),
+    );
+    let reviews = measure::growth(
+        &requests(&metrics_before, measure::is_review),
+        &requests(&metrics_after, measure::is_review),
+    );
+    let storage = measure::growth(
+        &metrics_before.grouped("etcd_requests_total", is_storage_write, storage_key),
+        &metrics_after.grouped("etcd_requests_total", is_storage_write, storage_key),
+    );
+    let per_second =
+        |groups: &BTreeMap<String, f64>| groups.values().fold(0.0, |a, b| a + b) / seconds;
+
+    let per_cluster = |rss: u64, n: usize| rss.saturating_sub(rss_before) as f64 / n as f64;
+    println!();
+    println!(
+        "machine: {} cores; {} clusters ({} joining at once, then at most {} in flight); lease {} s; window {:.0} s",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        options.total,
+        options.joiners,
+        options.in_flight,
+        options.lease_seconds,
+        seconds
+    );
+    println!();
+    println!("| figure | value |");
+    println!("|---|---:|");
+    println!(
+        "| {} joining at once: all Available | **{}** |",
+        options.joiners,
+        secs(join_all)
+    );
+    println!(
+        "| per cluster, start → Available: p50 / p99 | {} / {} |",
+        secs(percentile(&join_times, 50.0)),
+        secs(percentile(&join_times, 99.0))
+    );
+    println!(
+        "| … certificate issued / own subscription allowed / saw itself accepted: p50 / p99 | {} · {} · {} |",
+        steps[0], steps[1], steps[2]
+    );
+    println!(
+        "| ramp to {} (the rest, same flow) | {} ({:.0} clusters/s) |",
+        options.total,
+        secs(ramp),
+        (options.total - options.joiners) as f64 / ramp.as_secs_f64()
+    );
+    println!(
+        "| hub RSS: before / {} / {} clusters | {} / {} / {} MiB |",
+        options.joiners,
+        options.total,
+        rss_before / 1024,
+        rss_joiners / 1024,
+        rss_total / 1024
+    );
+    println!(
+        "| hub RSS per registered cluster at {} / {} | {:.1} / **{:.1} KiB** |",
+        options.joiners,
+        options.total,
+        per_cluster(rss_joiners, options.joiners),
+        per_cluster(rss_total, options.total)
+    );
+    println!(
+        "| lease renewals sent in the window | {:.0}/s ({renewals}) |",
+        renewals as f64 / seconds
+    );
+    println!(
+        "| clusters Available throughout the window | {fewest_available} of {} |",
+        options.total
+    );
+    for (name, percent) in &cpu {
+        let bold = if name == "ocm-hub" { "**" } else { "" };
+        println!("| CPU, {name} | {bold}{percent:.1} % of a core{bold} |");
+    }
+    println!(
+        "| apiserver write requests | **{:.1}/s** |",
+        per_second(&writes)
+    );
+    println!("| of which | {} |", top(&writes, seconds, 6));
+    println!(
+        "| access/token reviews (POST, nothing stored) | {:.1}/s |",
+        per_second(&reviews)
+    );
+    println!(
+        "| storage writes (etcd create/update/delete) | {:.1}/s: {} |",
+        per_second(&storage),
+        top(&storage, seconds, 4)
+    );
+    ensure!(
+        fewest_available == options.total,
+        "{} clusters stopped being Available during the window",
+        options.total - fewest_available
+    );
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! Simulated spokes against a real `ocm-hub`, for scale benchmarks (issue 4's registration
+//! benchmark; issue 6's scale harness grows from here).
+//!
+//! A simulated spoke is the agent without its managed cluster: it joins through
+//! [`ocm_spoke_agent::bootstrap::bootstrap`] — its own ECDSA key and CSR, approved and signed by
+//! the hub — then keeps its own mutual-TLS connection ([`ocm_transport::client::open`]),
+//! subscribed to its ManagedCluster and lease, renews the lease with the agent's own
+//! [`ocm_spoke_agent::agent::renew`] and reports status with the agent's own
+//! [`ocm_spoke_agent::agent::report_observed`], from an in-memory [`model::ClusterModel`] instead
+//! of a spoke apiserver. Thousands run in one process ([`spoke::run`] is one task's worth).
+//!
+//! Around it: the real `ocm-hub` binary as a child process ([`hub::HubProcess`]) and what the
+//! benchmarks read of the machine — resident memory and CPU time of a process, the apiserver's
+//! request and storage counters ([`measure`]).
+
+pub mod hub;
+pub mod measure;
+pub mod model;
+pub mod spoke;
+
+/// What can go wrong around the simulated spokes (the spokes' own errors are
+/// [`spoke::SpokeError`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error(
+        "{path} is missing: build the hub first with `cargo build {profile}-p ocm-hub-server --bin ocm-hub`"
+    )]
+    HubBinaryMissing {
+        path: std::path::PathBuf,
+        profile: &'static str,
+    },
+    #[error("ocm-hub: {0}")]
+    Hub(String),
+    #[error(transparent)]
+    TestEnv(#[from] ocm_testenv::TestEnvError),
+    #[error("the hub cluster: {what}: {source}")]
+    Kube {
+        what: &'static str,
+        #[source]
+        source: Box<ocm_api::kube::Error>,
+    },
+    #[error("reading {path}: {source}")]
+    Proc {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: unexpected content: {detail}")]
+    ProcFormat { path: String, detail: String },
+    #[error("raising the open-files limit: {0}")]
+    Rlimit(#[source] nix::Error),
+}
+
+impl SimError {
+    fn kube(what: &'static str) -> impl FnOnce(ocm_api::kube::Error) -> Self {
+        move |source| Self::Kube {
+            what,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Raises this process's soft open-files limit to its hard limit (children inherit it): each
+/// simulated spoke holds a socket here and one in the hub. Returns the new soft limit.
+pub fn raise_open_files_limit() -> Result<u64, SimError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(SimError::Rlimit)?;
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(SimError::Rlimit)?;
+    Ok(hard)
+}
