@@ -111,6 +111,15 @@ pub enum ApplyError {
 }
 
 impl ApplyError {
+    /// A create or update refused because the object changed (or appeared) since it was read.
+    fn is_write_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::Api { verb: "updating" | "creating", source, .. }
+                if matches!(source.as_ref(), ocm_api::kube::Error::Api(status) if status.code == 409)
+        )
+    }
+
     /// The reason OCM's conditions carry for it.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -252,8 +261,28 @@ fn api_error(
 }
 
 /// Applies `manifest` with `strategy`; `owned` says whether the object is to carry the owner
-/// reference to `owner` (false when the delete option orphans it).
+/// reference to `owner` (false when the delete option orphans it). A write that lost a race
+/// with another writer (a controller updating the object's status, say) is done again from a
+/// fresh read, as OCM retries its apply on conflicts.
 pub async fn apply(
+    client: &Client,
+    resolver: &Resolver,
+    manifest: &Value,
+    strategy: &Strategy,
+    owner: &Owner,
+    owned: bool,
+) -> Result<Outcome, ApplyError> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 1;
+    loop {
+        match apply_once(client, resolver, manifest, strategy, owner, owned).await {
+            Err(error) if error.is_write_conflict() && attempt < ATTEMPTS => attempt += 1,
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn apply_once(
     client: &Client,
     resolver: &Resolver,
     manifest: &Value,

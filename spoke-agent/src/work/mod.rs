@@ -3,3 +3,5 @@
 
 pub mod apply;
 pub mod feedback;
+pub mod reconcile;
+pub mod status;
