@@ -45,20 +45,7 @@ pub fn table(clusters: &[ManagedCluster], now: jiff::Timestamp) -> String {
                 .unwrap_or_default(),
         ]);
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect();
-        out.push_str(cells.join("   ").trim_end());
-        out.push('\n');
-    }
-    out
+    crate::table::render(&rows)
 }
 
 /// kubectl's short age: `45s`, `3m`, `5h`, `2d`.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::kube::api::ListParams;
 use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
@@ -21,9 +21,9 @@ use ocm_cli::progress::Reporter;
 #[derive(Debug, Parser)]
 #[command(name = "ocmctl", version, about, long_about = None)]
 struct Cli {
-    /// Kubeconfig of the cluster the command acts on: the hub for init, get and accept (else
-    /// $OCM_HUB_KUBECONFIG), the managed cluster for join and unjoin (default: $KUBECONFIG or
-    /// ~/.kube/config).
+    /// Kubeconfig of the cluster the command acts on: the hub for init, get, accept, create and
+    /// delete (else $OCM_HUB_KUBECONFIG), the managed cluster for join and unjoin (default:
+    /// $KUBECONFIG or ~/.kube/config).
     #[arg(long, global = true)]
     kubeconfig: Option<PathBuf>,
     /// How long --wait waits (e.g. 90s, 5m).
@@ -55,6 +55,16 @@ enum Command {
     Get {
         #[command(subcommand)]
         what: Get,
+    },
+    /// Create objects on the hub.
+    Create {
+        #[command(subcommand)]
+        what: Create,
+    },
+    /// Delete objects on the hub.
+    Delete {
+        #[command(subcommand)]
+        what: Delete,
     },
     /// Accept clusters that asked to join: approve their certificate requests and set
     /// hubAcceptsClient.
@@ -122,6 +132,20 @@ enum Get {
         #[arg(short, long, value_enum, default_value = "table")]
         output: Output,
     },
+    /// ManifestWorks: whether they were applied and are available, and the status fed back.
+    #[command(alias = "work")]
+    Works {
+        /// Only the works of this name.
+        name: Option<String>,
+        /// Only this managed cluster's works (default: every cluster's).
+        #[arg(short, long)]
+        cluster: Option<String>,
+        /// Only these managed clusters' works, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        clusters: Vec<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Output,
+    },
     /// A new bootstrap token, and the join command with it.
     Token {
         /// The hub URL to put in the join command (default: the one `ocmctl init` recorded).
@@ -132,6 +156,55 @@ enum Get {
         /// How long the token is valid.
         #[arg(long, default_value = "1h", value_parser = duration)]
         token_expiration: Duration,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Create {
+    /// A ManifestWork with the manifests of -f in each cluster's namespace (or, with
+    /// --overwrite, new manifests for the work already there).
+    #[command(group(ArgGroup::new("targets").required(true).multiple(true).args(["cluster", "clusters"])))]
+    Work {
+        /// The work's name (the same in every cluster).
+        name: String,
+        /// The manifests: a YAML or JSON file of one or more objects (documents separated by
+        /// `---`), a directory of .yaml/.yml/.json files, or - for standard input. Repeatable.
+        #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+        /// A managed cluster to deliver the work to.
+        #[arg(short, long)]
+        cluster: Option<String>,
+        /// Managed clusters to deliver the work to, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        clusters: Vec<String>,
+        /// Replace the manifests of a work that already exists, rather than refusing.
+        #[arg(long)]
+        overwrite: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum Delete {
+    /// The ManifestWork <name> in each cluster's namespace; the cluster's agent removes what it
+    /// applied first.
+    #[command(group(ArgGroup::new("targets").required(true).multiple(true).args(["cluster", "clusters"])))]
+    Work {
+        /// The work's name.
+        name: String,
+        /// The managed cluster whose work to delete.
+        #[arg(short, long)]
+        cluster: Option<String>,
+        /// Managed clusters whose work to delete, comma separated.
+        #[arg(long, value_delimiter = ',')]
+        clusters: Vec<String>,
+        /// Wait (up to --timeout) until the work is gone, i.e. the agent has removed what it
+        /// applied.
+        #[arg(long)]
+        wait: bool,
+        /// Remove the work's finalizers too: gone at once, without waiting for the agent (what
+        /// the work applied may stay on the cluster).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -255,6 +328,98 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ),
                 Output::Json => println!("{}", serde_json::to_string_pretty(&clusters)?),
                 Output::Yaml => print!("{}", serde_saphyr::to_string(&clusters)?),
+            }
+        }
+        Command::Get {
+            what:
+                Get::Works {
+                    name,
+                    cluster,
+                    clusters,
+                    output,
+                },
+        } => {
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
+            let targets = match (&cluster, clusters.is_empty()) {
+                (None, true) => Vec::new(),
+                _ => ocm_cli::works::target_clusters(cluster.as_deref(), &clusters)?,
+            };
+            let works = ocm_cli::works::list(&client, name.as_deref(), &targets).await?;
+            match output {
+                Output::Table if works.is_empty() => println!(
+                    "No works found{}{}.",
+                    name.map(|n| format!(" named {n}")).unwrap_or_default(),
+                    match targets.as_slice() {
+                        [] => String::new(),
+                        [one] => format!(" in cluster {one}"),
+                        many => format!(" in clusters {}", many.join(", ")),
+                    }
+                ),
+                Output::Table => {
+                    print!("{}", ocm_cli::works::table(&works, jiff::Timestamp::now()))
+                }
+                Output::Json => println!("{}", serde_json::to_string_pretty(&works)?),
+                Output::Yaml => print!("{}", serde_saphyr::to_string(&works)?),
+            }
+        }
+        Command::Create {
+            what:
+                Create::Work {
+                    name,
+                    files,
+                    cluster,
+                    clusters,
+                    overwrite,
+                },
+        } => {
+            let targets = ocm_cli::works::target_clusters(cluster.as_deref(), &clusters)?;
+            let manifests = ocm_cli::manifests::read(&files, &mut std::io::stdin().lock())?;
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
+            let created =
+                ocm_cli::works::create(&client, &name, &manifests, &targets, overwrite).await?;
+            for (cluster, outcome) in created {
+                println!("{cluster}: work {name} {}", outcome.as_str());
+            }
+        }
+        Command::Delete {
+            what:
+                Delete::Work {
+                    name,
+                    cluster,
+                    clusters,
+                    wait,
+                    force,
+                },
+        } => {
+            use ocm_cli::works::Deletion;
+            let targets = ocm_cli::works::target_clusters(cluster.as_deref(), &clusters)?;
+            let client = hub_client(cli.kubeconfig.as_deref()).await?;
+            let deleted = ocm_cli::works::delete(&client, &name, &targets, force).await?;
+            let mut pending = Vec::new();
+            for (cluster, outcome) in deleted {
+                match outcome {
+                    Deletion::NotFound => {
+                        println!("{cluster}: work {name} not found (already deleted)")
+                    }
+                    Deletion::Deleted => println!("{cluster}: work {name} deleted"),
+                    Deletion::Deleting(waiting) if wait => pending.push(waiting),
+                    Deletion::Deleting(_) => println!(
+                        "{cluster}: work {name} is being deleted; the cluster's agent removes what it applied first (--wait waits for that)"
+                    ),
+                }
+            }
+            if !pending.is_empty() {
+                ocm_cli::works::wait_until_deleted(
+                    &client,
+                    &name,
+                    &pending,
+                    cli.timeout,
+                    &mut progress(),
+                )
+                .await?;
+                for waited in pending {
+                    println!("{}: work {name} deleted", waited.cluster);
+                }
             }
         }
         Command::Accept { clusters, wait } => {
@@ -471,6 +636,62 @@ mod tests {
             super::report(&err),
             "ocmctl init: reading the hub CA: connection refused"
         );
+    }
+
+    #[test]
+    fn work_verbs_take_clusteradms_flags() {
+        let parse = |args: &[&str]| super::Cli::try_parse_from([&["ocmctl"], args].concat());
+        let create = parse(&[
+            "create",
+            "work",
+            "web",
+            "-f",
+            "a.yaml",
+            "-f",
+            "-",
+            "-c",
+            "c1",
+            "--clusters",
+            "c2,c3",
+            "--overwrite",
+        ])
+        .unwrap();
+        match create.command {
+            super::Command::Create {
+                what:
+                    super::Create::Work {
+                        files,
+                        cluster,
+                        clusters,
+                        overwrite,
+                        ..
+                    },
+            } => {
+                assert_eq!(files.len(), 2);
+                assert_eq!(cluster.as_deref(), Some("c1"));
+                assert_eq!(clusters, ["c2", "c3"]);
+                assert!(overwrite);
+            }
+            other => panic!("{other:?}"),
+        }
+        let no_cluster = parse(&["create", "work", "web", "-f", "a.yaml"]).unwrap_err();
+        assert!(no_cluster.to_string().contains("--cluster"), "{no_cluster}");
+        assert!(parse(&["create", "work", "web", "--clusters", "c1"]).is_err());
+        assert!(parse(&["get", "works"]).is_ok());
+        assert!(parse(&["get", "work", "web", "--cluster", "c1", "-o", "yaml"]).is_ok());
+        assert!(
+            parse(&[
+                "delete",
+                "work",
+                "web",
+                "--clusters",
+                "c1,c2",
+                "--wait",
+                "--force"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["delete", "work", "web"]).is_err());
     }
 
     #[test]

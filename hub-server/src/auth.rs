@@ -43,6 +43,11 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             .map(|(_, value)| value.clone())
     }
 
+    fn retain(&self, keep: impl Fn(&K) -> bool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|key, _| keep(key));
+    }
+
     fn put(&self, key: K, value: V) {
         if self.ttl.is_zero() {
             return;
@@ -179,6 +184,17 @@ fn subject_access_review_spec(who: &Identity, request: &AccessRequest) -> Subjec
             ..ResourceAttributes::default()
         }),
         ..SubjectAccessReviewSpec::default()
+    }
+}
+
+impl SubjectAccessReviewAuthorizer {
+    /// Forgets the decisions about `cluster`'s agents and namespace: its grants just changed
+    /// (accepted, denied), and an agent resubscribing now must not meet a stale denial.
+    pub fn forget_cluster(&self, cluster: &str) {
+        let group = format!("{}{cluster}", ocm_api::registration::CLUSTER_GROUP_PREFIX);
+        self.cache.retain(|(who, request)| {
+            request.namespace != cluster && !who.groups.contains(&group)
+        });
     }
 }
 

@@ -1,6 +1,7 @@
 //! The hub, assembled: CRDs, PKI, the broker with Kubernetes authentication and authorization,
-//! the registration services and their change publishers, the CSR signer, acceptance and
-//! availability — and `/healthz`, `/readyz`, `/metrics`. `ocm-hub` is this with flags.
+//! the registration services and their change publishers, work delivery, the CSR signer,
+//! acceptance and availability, the ManifestWork admission webhook — and `/healthz`,
+//! `/readyz`, `/metrics`. `ocm-hub` is this with flags.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +33,7 @@ use crate::services::source::publish_changes;
 use crate::services::{
     CsrOps, EventOps, KindOps, LeaseOps, ManagedClusterOps, Outbox, RegistrationService,
 };
+use crate::webhook::WebhookConfig;
 use ocm_transport::health::{self as http, Readiness};
 
 /// Everything the hub is configured with.
@@ -79,12 +81,27 @@ pub enum HubError {
     Broker(String),
     #[error("setting up the bootstrap ServiceAccount: {0}")]
     Bootstrap(String),
+    #[error(transparent)]
+    Webhook(#[from] crate::webhook::WebhookError),
 }
 
-/// Runs the hub against `client`'s cluster until `cancel`.
+/// Runs the hub against `client`'s cluster until `cancel`, without the ManifestWork admission
+/// webhook ([`run_with_webhook`]).
 pub async fn run(
     client: Client,
     config: HubConfig,
+    cancel: CancellationToken,
+) -> Result<(), HubError> {
+    run_with_webhook(client, config, None, cancel).await
+}
+
+/// [`run`], also serving the ManifestWork admission webhook and registering it with the
+/// apiserver when `webhook` is given (`ocm-hub` always does): the hub is ready only once the
+/// webhook serves, and does not start if it cannot.
+pub async fn run_with_webhook(
+    client: Client,
+    config: HubConfig,
+    webhook: Option<WebhookConfig>,
     cancel: CancellationToken,
 ) -> Result<(), HubError> {
     let mut registry = Registry::default();
@@ -100,6 +117,16 @@ pub async fn run(
 
     crate::crds::install(&client, &ocm_api::crds::hub(), Duration::from_secs(60)).await?;
     let hub_pki = pki::ensure(&client, &config.pki).await?;
+    if let Some(webhook) = webhook {
+        crate::webhook::start(
+            &client,
+            &config.pki.namespace,
+            &hub_pki,
+            webhook,
+            cancel.clone(),
+        )
+        .await?;
+    }
     let serving = match &config.serving_files {
         Some((cert, key)) => PemIdentity {
             cert_chain: read(cert).await?,
@@ -145,6 +172,21 @@ pub async fn run(
         EventOps::new(client.clone()),
         &outbox,
     );
+    let works = crate::work::start(
+        client.clone(),
+        outbox.clone(),
+        Arc::clone(&metrics),
+        crate::work::WorkConfig::default(),
+        cancel.clone(),
+    );
+    handlers.insert(
+        DataType::manifest_bundles(),
+        Arc::new(Counted::new(
+            works,
+            DataType::manifest_bundles().to_string(),
+            Arc::clone(&metrics),
+        )),
+    );
     let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
         client.clone(),
         config.auth_cache_ttl,
@@ -185,7 +227,7 @@ pub async fn run(
     let signer = Signer::new(
         client.clone(),
         hub_pki.issuer()?,
-        authorizer,
+        Arc::clone(&authorizer) as Arc<dyn ocm_transport::broker::Authorizer>,
         SignerConfig {
             validity: config.client_cert_validity,
             auto_approved_users: config.auto_approved_users.clone(),
@@ -199,6 +241,10 @@ pub async fn run(
         client.clone(),
         acceptance::AcceptanceConfig {
             auto_accept: !config.auto_approved_users.is_empty(),
+            grants_changed: Some({
+                let authorizer = Arc::clone(&authorizer);
+                Arc::new(move |cluster: &str| authorizer.forget_cluster(cluster))
+            }),
         },
         cancel.clone(),
     ));

@@ -7,7 +7,7 @@
 //! auto-approval rules and issuing ([`csr`]) with the controller that applies them
 //! ([`csr_controller`]), and the broker services for the registration data types
 //! ([`services`]), and the acceptance controller granting accepted clusters their RBAC
-//! ([`registration`]).
+//! ([`registration`]), and the validating admission webhook for ManifestWorks ([`webhook`]).
 
 pub mod auth;
 pub mod crds;
@@ -18,3 +18,5 @@ pub mod metrics;
 pub mod pki;
 pub mod registration;
 pub mod services;
+pub mod webhook;
+pub mod work;

@@ -1,6 +1,7 @@
 //! `ocm-hub`: the ocm-rs hub. It runs against the hub cluster's kube-apiserver, keeps OCM's API
 //! objects there as CRDs, runs the registration controllers (CSR signing, acceptance,
-//! availability) and serves the CloudEvents broker that spoke agents connect to.
+//! availability), validates ManifestWorks at admission (a webhook it registers) and serves the
+//! CloudEvents broker that spoke agents connect to.
 
 #![allow(clippy::print_stderr)] // the binary's edge reports on the terminal
 
@@ -15,6 +16,7 @@ use ocm_api::kube::{Client, Config};
 use ocm_hub_server::hub::{self, HubConfig};
 use ocm_hub_server::pki::PkiConfig;
 use ocm_hub_server::registration::availability::AvailabilityConfig;
+use ocm_hub_server::webhook::WebhookConfig;
 use ocm_transport::broker::BrokerConfig;
 use ocm_transport::grpc_config::parse_go_duration;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +70,34 @@ struct Cli {
     /// join with its tokens.
     #[arg(long, value_parser = namespaced_name)]
     bootstrap_service_account: Option<(String, String)>,
+    /// Where the ManifestWork admission webhook listens (HTTPS). Port 0: one the system picks;
+    /// the webhook configuration registered with the apiserver names the port bound.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    webhook_listen: SocketAddr,
+    /// Host names and IP addresses the apiserver reaches the webhook by: the first is the
+    /// registered URL's host, all are in its serving certificate.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
+    webhook_hosts: Vec<String>,
+    /// The most a ManifestWork's manifests may weigh together (bytes, or with Ki or Mi).
+    #[arg(long, default_value = "500Ki", value_parser = size)]
+    max_work_size: usize,
+}
+
+/// Bytes: `512000`, `500Ki`, `1Mi`.
+fn size(text: &str) -> Result<usize, String> {
+    let (digits, unit) = match text.strip_suffix("Ki") {
+        Some(digits) => (digits, 1 << 10),
+        None => match text.strip_suffix("Mi") {
+            Some(digits) => (digits, 1 << 20),
+            None => (text, 1),
+        },
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} is not a size like 512000, 500Ki or 1Mi"))
 }
 
 fn namespaced_name(text: &str) -> Result<(String, String), String> {
@@ -99,6 +129,8 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = client(cli.kubeconfig.as_deref()).await?;
+    let mut webhook = WebhookConfig::new(cli.webhook_listen, cli.webhook_hosts);
+    webhook.limits.max_manifests_size = cli.max_work_size;
     let mut pki = PkiConfig::new(cli.grpc_hosts);
     pki.namespace = cli.namespace;
     let config = HubConfig {
@@ -128,7 +160,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    hub::run(client, config, cancel).await?;
+    hub::run_with_webhook(client, config, Some(webhook), cancel).await?;
     Ok(())
 }
 
@@ -174,5 +206,15 @@ mod tests {
             format!("ocm-hub {}\n", env!("CARGO_PKG_VERSION"))
         );
         assert!(cli.render_help().to_string().contains("Usage: ocm-hub"));
+    }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(super::size("512000"), Ok(512_000));
+        assert_eq!(super::size("500Ki"), Ok(500 * 1024));
+        assert_eq!(super::size("1Mi"), Ok(1 << 20));
+        assert!(super::size("0").is_err());
+        assert!(super::size("5MB").is_err());
+        assert!(super::size("Ki").is_err());
     }
 }

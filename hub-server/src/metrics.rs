@@ -18,6 +18,14 @@ pub struct PublishLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabels {
+    /// `unchanged` (same status hash, or the status already stored), `stale` (for an older
+    /// generation), `outdated` (an older sequence ID than one already taken), `coalesced`
+    /// (replaced by a newer status before it was written), `gone` (no such work).
+    pub reason: String,
+}
+
 /// What the hub counts.
 #[derive(Debug, Default)]
 pub struct HubMetrics {
@@ -25,6 +33,12 @@ pub struct HubMetrics {
     pub subscribers: Gauge,
     /// Events agents published, by data type and outcome (`ok` or the gRPC code).
     pub published: Family<PublishLabels, Counter>,
+    /// ManifestWork status writes (patches of the status subresource) the apiserver accepted.
+    pub work_status_writes: Counter,
+    /// ManifestWork status writes that failed after their retries.
+    pub work_status_write_failures: Counter,
+    /// Agents' ManifestWork statuses that cost no write, by reason.
+    pub work_status_skipped: Family<SkipLabels, Counter>,
 }
 
 impl HubMetrics {
@@ -40,7 +54,40 @@ impl HubMetrics {
             "CloudEvents agents published, by data type and outcome",
             metrics.published.clone(),
         );
+        registry.register(
+            "ocm_hub_work_status_writes",
+            "ManifestWork status writes accepted by the apiserver",
+            metrics.work_status_writes.clone(),
+        );
+        registry.register(
+            "ocm_hub_work_status_write_failures",
+            "ManifestWork status writes that failed after their retries",
+            metrics.work_status_write_failures.clone(),
+        );
+        registry.register(
+            "ocm_hub_work_status_skipped",
+            "ManifestWork statuses from agents that cost no write, by reason",
+            metrics.work_status_skipped.clone(),
+        );
         metrics
+    }
+
+    /// Counts a status that cost no write.
+    pub fn skipped_status(&self, reason: &str) {
+        self.work_status_skipped
+            .get_or_create(&SkipLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// How many statuses were skipped for `reason` so far.
+    pub fn skipped_statuses(&self, reason: &str) -> u64 {
+        self.work_status_skipped
+            .get_or_create(&SkipLabels {
+                reason: reason.to_owned(),
+            })
+            .get()
     }
 }
 

@@ -1,8 +1,9 @@
-//! The hub's certificate authority and the broker's serving certificate. On first start both are
-//! created and kept in Secrets in the hub's namespace; later starts (and other replicas) reuse
-//! them. The serving certificate is reissued when it no longer covers the configured host names,
-//! was issued by another CA, or has less than a fifth of its lifetime left. The CA signs the
-//! agents' client certificates (the CSR signer).
+//! The hub's certificate authority and the serving certificates it issues (the broker's, and
+//! through [`ensure_serving`] the admission webhook's). On first start they are created and kept
+//! in Secrets in the hub's namespace; later starts (and other replicas) reuse them. A serving
+//! certificate is reissued when it no longer covers the configured host names, was issued by
+//! another CA, or has less than a fifth of its lifetime left. The CA signs the agents' client
+//! certificates (the CSR signer).
 
 use ocm_api::k8s_openapi::ByteString;
 use ocm_api::k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -101,29 +102,60 @@ pub async fn ensure(client: &Client, config: &PkiConfig) -> Result<HubPki, PkiEr
             key: String::new(),
         },
     };
-    let current = read_tls_secret(&secrets, &config.serving_secret).await?;
+    pki.serving = ensure_serving(
+        client,
+        &config.namespace,
+        &pki,
+        &ServingCertificate {
+            secret: config.serving_secret.clone(),
+            common_name: "ocm-hub-grpc".to_owned(),
+            hosts: config.hosts.clone(),
+            validity: config.serving_validity,
+        },
+    )
+    .await?;
+    Ok(pki)
+}
+
+/// A serving certificate the hub CA issues, kept in a `kubernetes.io/tls` Secret of the hub
+/// namespace: the broker's, the admission webhook's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServingCertificate {
+    pub secret: String,
+    pub common_name: String,
+    /// DNS names and IP addresses it must cover.
+    pub hosts: Vec<String>,
+    pub validity: Duration,
+}
+
+/// The serving certificate `wanted` describes: the stored one while it fits (issued by this CA,
+/// covering every host, a fifth of its life left), otherwise a new one, stored.
+pub async fn ensure_serving(
+    client: &Client,
+    namespace: &str,
+    pki: &HubPki,
+    wanted: &ServingCertificate,
+) -> Result<PemIdentity, PkiError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let current = read_tls_secret(&secrets, &wanted.secret).await?;
     let reusable = current
         .as_ref()
-        .is_some_and(|(cert, _)| serving_fits(cert, &pki.ca_pem, &config.hosts));
-    pki.serving = match current {
-        Some((cert, key)) if reusable => PemIdentity {
+        .is_some_and(|(cert, _)| serving_fits(cert, &pki.ca_pem, &wanted.hosts));
+    match current {
+        Some((cert, key)) if reusable => Ok(PemIdentity {
             cert_chain: cert,
             key,
-        },
+        }),
         _ => {
-            let serving = issue_serving(&pki, &config.hosts, config.serving_validity)?;
-            apply_tls_secret(
-                &secrets,
-                &config.serving_secret,
-                &serving.cert_chain,
-                &serving.key,
-            )
-            .await?;
-            tracing::info!(secret = %config.serving_secret, hosts = ?config.hosts, "broker serving certificate issued");
-            serving
+            let serving = issue_serving(pki, &wanted.common_name, &wanted.hosts, wanted.validity)?;
+            apply_tls_secret(&secrets, &wanted.secret, &serving.cert_chain, &serving.key).await?;
+            tracing::info!(
+                secret = %wanted.secret, hosts = ?wanted.hosts,
+                "serving certificate issued"
+            );
+            Ok(serving)
         }
-    };
-    Ok(pki)
+    }
 }
 
 async fn ensure_namespace(client: &Client, name: &str) -> Result<(), PkiError> {
@@ -247,12 +279,13 @@ fn new_ca(validity: Duration) -> Result<(String, String), PkiError> {
 
 fn issue_serving(
     pki: &HubPki,
+    common_name: &str,
     hosts: &[String],
     validity: Duration,
 ) -> Result<PemIdentity, PkiError> {
     let mut params = CertificateParams::new(hosts.to_vec()).map_err(pki_error("host names"))?;
     let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "ocm-hub-grpc");
+    name.push(DnType::CommonName, common_name);
     params.distinguished_name = name;
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.key_usages = vec![
@@ -416,7 +449,7 @@ mod tests {
     fn a_serving_certificate_fits_its_ca_hosts_and_remaining_life() {
         let hub = pki();
         let hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let serving = issue_serving(&hub, &hosts, Duration::days(10)).unwrap();
+        let serving = issue_serving(&hub, "test", &hosts, Duration::days(10)).unwrap();
         assert!(serving_fits(&serving.cert_chain, &hub.ca_pem, &hosts));
         assert!(serving_fits(&serving.cert_chain, &hub.ca_pem, &hosts[..1]));
         let more = vec!["localhost".to_owned(), "hub.example".to_owned()];
@@ -430,10 +463,10 @@ mod tests {
             "another CA's"
         );
         // Valid for an hour from 5 minutes ago: most of its life is left.
-        let short = issue_serving(&hub, &hosts, Duration::hours(1)).unwrap();
+        let short = issue_serving(&hub, "test", &hosts, Duration::hours(1)).unwrap();
         assert!(serving_fits(&short.cert_chain, &hub.ca_pem, &hosts));
         // Ending now: too little.
-        let ending = issue_serving(&hub, &hosts, Duration::ZERO).unwrap();
+        let ending = issue_serving(&hub, "test", &hosts, Duration::ZERO).unwrap();
         assert!(
             !serving_fits(&ending.cert_chain, &hub.ca_pem, &hosts),
             "nearly expired"

@@ -267,7 +267,10 @@ async fn auto_acceptance_accepts_each_cluster_once_and_a_denial_sticks() {
     let cancel = CancellationToken::new();
     tokio::spawn(acceptance::run(
         kube.clone(),
-        AcceptanceConfig { auto_accept: true },
+        AcceptanceConfig {
+            auto_accept: true,
+            ..AcceptanceConfig::default()
+        },
         cancel.clone(),
     ));
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());

@@ -1,8 +1,10 @@
 //! `ocm-hub` as a user runs it, against a real hub apiserver: it installs its CRDs, creates its
 //! PKI and becomes ready; an agent with only a bootstrap token joins over the broker (creates
 //! its ManagedCluster and a CSR), the CSR of a listed bootstrap user is approved and signed,
-//! the agent receives its certificate as a CSR update, and with that certificate (mutual TLS,
-//! no token) may watch its own ManagedCluster — but not another's. `/metrics` counts what
+//! the agent receives its certificate as a CSR update, its cluster is accepted on first sight
+//! (the bootstrap user is auto-approved, OCM's ManagedClusterAutoApproval), and with that
+//! certificate (mutual TLS, no token) it may watch and report its own ManagedCluster — but not
+//! another's. `/metrics` counts what
 //! happened; SIGTERM stops the hub cleanly.
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
@@ -270,26 +272,47 @@ async fn the_hub_binary_lets_a_bootstrap_agent_join_and_obtain_its_certificate()
         .await
         .unwrap()
         .unwrap();
-    // A status report needs acceptance first.
-    let err = agent
+    // Accepted on first sight, it may report its status (from the object as the hub has it).
+    let clusters: Api<ManagedCluster> = Api::all(kube.clone());
+    let accepted = ocm_testenv::eventually(
+        "cluster1 auto-accepted",
+        Duration::from_secs(30),
+        async || {
+            let cluster = clusters.get("cluster1").await.unwrap();
+            let conditions = cluster
+                .status
+                .clone()
+                .map(|s| s.conditions)
+                .unwrap_or_default();
+            (cluster.spec.hub_accepts_client
+                && ocm_api::condition::find(&conditions, "HubAcceptedManagedCluster")
+                    .is_some_and(|c| c.status == ocm_api::condition::ConditionStatus::True))
+            .then_some(cluster)
+        },
+    )
+    .await;
+    assert!(
+        accepted
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key("open-cluster-management.io/automatically-accepted-on"))
+    );
+    agent
         .publish(
             &registration::encode(
                 RegistrationKind::ManagedCluster,
                 SubResource::Status,
                 EventAction::UpdateRequest,
                 "cluster1",
-                &joining,
+                &accepted,
                 uuid::Uuid::new_v4().to_string(),
                 jiff::Timestamp::now(),
             )
             .unwrap(),
         )
         .await
-        .unwrap_err();
-    let PublishError::Grpc(status) = &err else {
-        panic!("{err}")
-    };
-    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+        .unwrap();
     // Another cluster's ManagedCluster: never.
     let other = ManagedCluster::new("cluster2", ManagedClusterSpec::default());
     let err = agent
@@ -314,7 +337,7 @@ async fn the_hub_binary_lets_a_bootstrap_agent_join_and_obtain_its_certificate()
     cancel.cancel();
 
     let (_, metrics) = http_get(health_port, "/metrics").await.unwrap();
-    assert!(metrics.contains("ocm_hub_published_events_total{data_type=\"cluster.open-cluster-management.io.v1.managedclusters\",outcome=\"ok\"} 1"), "{metrics}");
+    assert!(metrics.contains("ocm_hub_published_events_total{data_type=\"cluster.open-cluster-management.io.v1.managedclusters\",outcome=\"ok\"} 2"), "a create and a status report: {metrics}");
 
     nix_term(&process);
     let status = tokio::time::timeout(Duration::from_secs(15), process.wait())

@@ -19,16 +19,20 @@ use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectM
 use ocm_api::kube::api::{ListParams, Patch, PatchParams};
 use ocm_api::kube::{Api, Client};
 use ocm_api::registration::CLUSTER_LEASE;
+use ocm_transport::CloudEvent;
 use ocm_transport::client::{self, InboxOptions, Interest, Publisher, Role, TransportConfig};
 use ocm_transport::event_type::{DataType, EventAction, SubResource};
 use ocm_transport::registration::{self, Decoded, RegistrationKind};
 use ocm_transport::tls::PemIdentity;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{self, BootstrapConfig};
 use crate::credentials::CredentialStore;
 use crate::rotation::{self, CertificateError, Validity};
 use crate::status::{self, ClaimPolicy};
+use crate::work::agent::{self as work_agent, WorkAgentConfig, WorkInbox};
+use crate::work::reconcile::Applier;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -40,6 +44,29 @@ pub struct AgentConfig {
     pub status_every: Duration,
     /// Which ClusterClaims are reported.
     pub claims: ClaimPolicy,
+    /// How ManifestWorks are handled.
+    pub work: WorkOptions,
+}
+
+/// The work agent's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkOptions {
+    /// The longest raw-JSON feedback value reported.
+    pub max_json_raw: usize,
+    /// How long an AppliedManifestWork the hub no longer knows is kept.
+    pub eviction_grace: Duration,
+    /// The slow pass over every work, besides the watches.
+    pub resync_every: Duration,
+}
+
+impl Default for WorkOptions {
+    fn default() -> Self {
+        Self {
+            max_json_raw: ocm_api::work::v1::DEFAULT_MAX_JSON_RAW_LENGTH,
+            eviction_grace: Duration::from_secs(3600),
+            resync_every: Duration::from_secs(60),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -141,7 +168,11 @@ async fn connected(
         role: Role::Agent {
             cluster: name.cluster.clone(),
         },
-        data_types: vec![DataType::managed_clusters(), DataType::leases()],
+        data_types: vec![
+            DataType::managed_clusters(),
+            DataType::leases(),
+            DataType::manifest_bundles(),
+        ],
     };
     let connection = cancel.child_token();
     // The connection's tasks end with this function, whatever the way out.
@@ -156,6 +187,7 @@ async fn connected(
         return Err(AgentError::NotGrpc);
     };
     let mut refusal = grpc_client.credential_refusal();
+    let (works_tx, works_resync_tx) = start_work_agent(spoke, config, &hub, &connection);
     let mut identity = identity;
     let mut validity = Validity::of(&identity.cert_chain)?;
     let mut renew_at = validity.renewal_due(rotation::jittered_fraction());
@@ -226,16 +258,30 @@ async fn connected(
             }
             cue = inbox.resync.recv() => {
                 let Some(data_type) = cue else { return Ok(Ended::Cancelled) };
-                resync(&hub, &name.cluster, &data_type).await;
+                if data_type == DataType::manifest_bundles() {
+                    // The work agent asks with the generations it holds.
+                    let _ = works_resync_tx.try_send(());
+                } else {
+                    resync(&hub, &name.cluster, &data_type).await;
+                }
             }
             event = inbox.events.recv() => {
                 let Some(event) = event else { return Ok(Ended::Cancelled) };
-                if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
+                if event.event_type.starts_with(&DataType::manifest_bundles().to_string()) {
+                    if works_tx.send(event).await.is_err() {
+                        return Ok(Ended::Cancelled);
+                    }
+                } else if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
                     if let Ok(Decoded::Object(current)) = registration::decode::<ManagedCluster>(RegistrationKind::ManagedCluster, &event) {
                         // Renew at once when just accepted, and follow a changed lease duration
                         // now rather than after the old period (OCM resets its ticker too).
                         let newly_accepted = accepted(Some(&current)) && !accepted(cluster.as_ref());
                         let period_changed = cluster.as_ref().map(|c| c.spec.lease_duration()) != Some(current.spec.lease_duration());
+                        if newly_accepted {
+                            // Subscriptions refused until now (leases, works) need not wait out
+                            // their backoff.
+                            grpc_client.resubscribe();
+                        }
                         if newly_accepted || period_changed {
                             renewal.as_mut().reset(tokio::time::Instant::now() + if newly_accepted { Duration::ZERO } else { jittered(current.spec.lease_duration()) });
                         }
@@ -256,6 +302,41 @@ async fn connected(
             }
         }
     }
+}
+
+/// Starts the work agent on this connection; the senders the registration loop hands it its
+/// events and resync cues through.
+fn start_work_agent(
+    spoke: &Client,
+    config: &AgentConfig,
+    hub: &Publisher,
+    connection: &CancellationToken,
+) -> (mpsc::Sender<CloudEvent>, mpsc::Sender<()>) {
+    let name = &config.bootstrap.name;
+    let hub_url = match &config.bootstrap.transport {
+        TransportConfig::Grpc(grpc) => grpc.url.clone(),
+        TransportConfig::Mqtt(_) => String::new(),
+    };
+    let agent_id = format!("{}-{}", name.cluster, name.agent);
+    let applier = Applier::new(
+        spoke.clone(),
+        ocm_api::work::v1::hub_hash(&hub_url),
+        agent_id.clone(),
+        config.work.max_json_raw,
+    );
+    let mut work_config = WorkAgentConfig::new(&name.cluster, &agent_id);
+    work_config.eviction_grace = config.work.eviction_grace;
+    work_config.resync_every = config.work.resync_every;
+    let (events_tx, events) = mpsc::channel(256);
+    let (resync_tx, resync) = mpsc::channel(4);
+    tokio::spawn(work_agent::run(
+        applier,
+        hub.clone(),
+        WorkInbox { events, resync },
+        work_config,
+        connection.clone(),
+    ));
+    (events_tx, resync_tx)
 }
 
 /// Takes a renewed certificate into use: stored first (a restart then finds it), then presented

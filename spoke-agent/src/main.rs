@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
 use ocm_api::kube::{Client, Config};
-use ocm_spoke_agent::agent::{self, AgentConfig};
+use ocm_spoke_agent::agent::{self, AgentConfig, WorkOptions};
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
 use ocm_spoke_agent::credentials::CredentialStore;
 use ocm_spoke_agent::csr::AgentName;
@@ -60,6 +60,16 @@ struct Cli {
     /// Claim name suffixes that count as reserved, comma separated.
     #[arg(long, value_delimiter = ',')]
     reserved_cluster_claim_suffixes: Vec<String>,
+    /// The longest raw-JSON status feedback value reported, in bytes (OCM: 1024).
+    #[arg(long, default_value_t = ocm_api::work::v1::DEFAULT_MAX_JSON_RAW_LENGTH)]
+    max_json_raw_length: usize,
+    /// How long an AppliedManifestWork whose ManifestWork the hub no longer has is kept before
+    /// what it applied is deleted.
+    #[arg(long, default_value = "60m", value_parser = duration)]
+    appliedmanifestwork_eviction_grace_period: Duration,
+    /// The slow pass over every work; status otherwise follows watches (about a second).
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    status_sync_interval: Duration,
     /// Where /healthz, /readyz and /metrics are served (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:8092")]
     health_listen: SocketAddr,
@@ -111,6 +121,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         claims: ClaimPolicy {
             max_custom: cli.max_custom_cluster_claims,
             reserved_suffixes: cli.reserved_cluster_claim_suffixes,
+        },
+        work: WorkOptions {
+            max_json_raw: cli
+                .max_json_raw_length
+                .min(ocm_api::work::v1::MAX_JSON_RAW_LENGTH),
+            eviction_grace: cli.appliedmanifestwork_eviction_grace_period,
+            resync_every: cli.status_sync_interval,
         },
     };
     let cancel = CancellationToken::new();

@@ -61,6 +61,7 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
         credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
         status_every: Duration::from_millis(500),
         claims: ocm_spoke_agent::status::ClaimPolicy::default(),
+        work: ocm_spoke_agent::agent::WorkOptions::default(),
     };
     let running = CancellationToken::new();
     let agent = tokio::spawn(agent::run(

@@ -124,6 +124,7 @@ async fn short_lived_certificates_are_renewed_before_expiry_and_the_cluster_stay
             credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
             status_every: Duration::from_millis(500),
             claims: ocm_spoke_agent::status::ClaimPolicy::default(),
+            work: ocm_spoke_agent::agent::WorkOptions::default(),
         },
         running.clone(),
     ));
@@ -246,6 +247,7 @@ async fn a_stored_certificate_the_hub_does_not_trust_sends_the_agent_back_to_boo
         credentials: store.clone(),
         status_every: Duration::from_millis(500),
         claims: ocm_spoke_agent::status::ClaimPolicy::default(),
+        work: ocm_spoke_agent::agent::WorkOptions::default(),
     };
     store
         .store(&agent_config.bootstrap.name, &foreign)

@@ -123,6 +123,13 @@ impl GrpcClient {
         Ok(())
     }
 
+    /// Ends every open subscription and retries waiting ones now: they subscribe again (and
+    /// resync) at once. For when the caller's permissions changed, e.g. its cluster was just
+    /// accepted and the subscriptions refused until then are waiting out their backoff.
+    pub fn resubscribe(&self) {
+        self.rotations.send_modify(|generation| *generation += 1);
+    }
+
     /// Follows whether the broker refuses this client's credential (`Some(why)`): a client
     /// certificate it does not trust or that expired, or a token it does not accept. An agent
     /// takes this as its cue to bootstrap again; a network failure is never a refusal.
@@ -218,9 +225,12 @@ impl GrpcClient {
                         delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
                         "subscription lost; reconnecting"
                     );
+                    // A resubscription asked for (rotation, new permissions) cuts the wait short.
+                    let mut asked = self.rotations.subscribe();
                     tokio::select! {
                         () = cancel.cancelled() => return,
                         () = tokio::time::sleep(delay) => {}
+                        _ = asked.changed() => attempt = 0,
                     }
                 }
             }

@@ -3,7 +3,7 @@
 //!
 //! The pieces: the event model ([`event`]) and OCM's event type strings ([`event_type`]); the
 //! gRPC and MQTT v5 bindings ([`grpc_binding`], [`mqtt_binding`], [`structured`]); payloads
-//! ([`payload`], [`registration`], [`resync`]) with `sequenceid` ([`sequence_id`]) and
+//! ([`payload`], [`work`], [`registration`], [`resync`]) with `sequenceid` ([`sequence_id`]) and
 //! `statushash` ([`status_hash`]); the gRPC broker ([`broker`]) with its routing table
 //! ([`subscriptions`]), authorization mapping ([`access`]) and error bodies ([`status_error`]);
 //! the reconnecting gRPC client ([`grpc_client`], [`grpc_config`], [`http_proxy`],
@@ -41,6 +41,7 @@ pub mod status_hash;
 pub mod structured;
 pub mod subscriptions;
 pub mod tls;
+pub mod work;
 
 pub use event::{CloudEvent, ExtensionValue};
 pub use event_type::{DataType, EventAction, EventType, SubResource};

@@ -1,12 +1,22 @@
 //! The JSON payloads of manifestbundle events (ocm-wire-protocol.md §4.1, §4.2): the spec a hub
 //! sends (`ManifestBundle`) and the status an agent reports (`ManifestBundleStatus`).
 //!
-//! The sub-objects — delete option, manifest configs, executor, conditions, resource status —
-//! are exactly OCM's `work.open-cluster-management.io/v1` API JSON. They stay JSON values here,
-//! carried through untouched (unknown fields included), until the work API types exist
-//! (issue 5); this module pins the envelope: key names (note `executer`), which keys are always
-//! present, and that Go's `null` for an empty list is accepted.
+//! Two views of the same bytes. [`ManifestBundle`] and [`ManifestBundleStatus`] are the envelopes
+//! with their sub-objects (delete option, manifest configs, executor, conditions, resource status)
+//! kept as JSON values, carried through untouched, unknown fields included — what a relay needs.
+//! The typed functions ([`ManifestBundle::spec_json`], [`ManifestBundle::spec_from_json`],
+//! [`ManifestBundleStatus::status_json`], [`ManifestBundleStatus::status_from_json`]) read and
+//! write the same envelopes straight from and to `ocm_api::work::v1`'s types — what the hub and
+//! the agent use (ocm_transport::work), without copying manifests into JSON values first. Both
+//! pin the envelope: key names (note `executer`), which keys are always present, and that Go's
+//! `null` for an empty list is accepted.
 
+use ocm_api::condition::{self, Condition, ConditionStatus};
+use ocm_api::work::v1::{
+    CONDITION_DELETED, DeleteOption, Manifest, ManifestCondition, ManifestConfigOption,
+    ManifestResourceStatus, ManifestWorkExecutor, ManifestWorkSpec, ManifestWorkStatus,
+    ManifestsTemplate,
+};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
@@ -69,6 +79,65 @@ impl ManifestBundle {
         // Values and strings only: serialisation cannot fail.
         serde_json::to_vec(self).unwrap_or_default()
     }
+
+    /// `spec` as the bundle a hub sends: the same bytes as the envelope built from it.
+    pub fn spec_json(spec: &ManifestWorkSpec) -> Vec<u8> {
+        let bundle = SpecBundleRef {
+            manifests: &spec.workload.manifests,
+            delete_option: spec.delete_option.as_ref(),
+            manifest_configs: &spec.manifest_configs,
+            executer: spec.executor.as_ref(),
+        };
+        // Typed values, strings and JSON values only: serialisation cannot fail.
+        serde_json::to_vec(&bundle).unwrap_or_default()
+    }
+
+    /// The spec a bundle carries, read as the work API's types (fields the API does not know
+    /// are dropped, as Go's decoder drops them).
+    pub fn spec_from_json(bytes: &[u8]) -> Result<ManifestWorkSpec, PayloadError> {
+        serde_json::from_slice::<SpecBundle>(bytes)
+            .map(SpecBundle::into_spec)
+            .map_err(|e| PayloadError::new("ManifestBundle", &e))
+    }
+}
+
+/// The spec of a work as bundle JSON, borrowing its parts.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecBundleRef<'a> {
+    manifests: &'a [Manifest],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delete_option: Option<&'a DeleteOption>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    manifest_configs: &'a [ManifestConfigOption],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executer: Option<&'a ManifestWorkExecutor>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SpecBundle {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    manifests: Vec<Manifest>,
+    #[serde(default)]
+    delete_option: Option<DeleteOption>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    manifest_configs: Vec<ManifestConfigOption>,
+    #[serde(default)]
+    executer: Option<ManifestWorkExecutor>,
+}
+
+impl SpecBundle {
+    fn into_spec(self) -> ManifestWorkSpec {
+        ManifestWorkSpec {
+            workload: ManifestsTemplate {
+                manifests: self.manifests,
+            },
+            delete_option: self.delete_option,
+            manifest_configs: self.manifest_configs,
+            executor: self.executer,
+        }
+    }
 }
 
 impl ManifestBundleStatus {
@@ -84,9 +153,61 @@ impl ManifestBundleStatus {
     /// to remove its finalizer (§5.4).
     pub fn is_deleted(&self) -> bool {
         self.conditions.iter().any(|c| {
-            c.get("type") == Some(&"Deleted".into()) && c.get("status") == Some(&"True".into())
+            c.get("type") == Some(&CONDITION_DELETED.into())
+                && c.get("status") == Some(&"True".into())
         })
     }
+
+    /// `status` as the data of an agent's status event: `{conditions, resourceStatus}` with
+    /// `status.resourceStatus.manifests` flattened — the same bytes as the envelope built from it.
+    pub fn status_json(status: &ManifestWorkStatus) -> Vec<u8> {
+        let bundle = StatusBundleRef {
+            conditions: &status.conditions,
+            resource_status: &status.resource_status.manifests,
+        };
+        serde_json::to_vec(&bundle).unwrap_or_default()
+    }
+
+    /// The status a status event carries, read as the work API's types, and the spec when a
+    /// relaying source added the bundle (Maestro does; OCM's agents never send it).
+    pub fn status_from_json(
+        bytes: &[u8],
+    ) -> Result<(ManifestWorkStatus, Option<ManifestWorkSpec>), PayloadError> {
+        let bundle: StatusBundle = serde_json::from_slice(bytes)
+            .map_err(|e| PayloadError::new("ManifestBundleStatus", &e))?;
+        let status = ManifestWorkStatus {
+            conditions: bundle.conditions,
+            resource_status: ManifestResourceStatus {
+                manifests: bundle.resource_status,
+            },
+        };
+        Ok((status, bundle.manifest_bundle.map(SpecBundle::into_spec)))
+    }
+}
+
+/// Whether a typed status reports the work's resources deleted (`Deleted=True`).
+pub fn status_is_deleted(status: &ManifestWorkStatus) -> bool {
+    condition::find(&status.conditions, CONDITION_DELETED)
+        .is_some_and(|c| c.status == ConditionStatus::True)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBundleRef<'a> {
+    conditions: &'a [Condition],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    resource_status: &'a [ManifestCondition],
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusBundle {
+    #[serde(default)]
+    manifest_bundle: Option<SpecBundle>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    conditions: Vec<Condition>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    resource_status: Vec<ManifestCondition>,
 }
 
 /// A payload that is not the JSON it should be.
@@ -172,6 +293,85 @@ mod tests {
         )
         .unwrap();
         assert!(!applied.is_deleted());
+    }
+
+    #[test]
+    fn the_typed_spec_is_written_as_the_envelope_and_read_back() {
+        let json = br#"{"manifests":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}],"deleteOption":{"propagationPolicy":"SelectivelyOrphan","selectivelyOrphans":{"orphaningRules":[{"resource":"configmaps","name":"c"}]}},"manifestConfigs":[{"resourceIdentifier":{"group":"apps","resource":"deployments","name":"web","namespace":"default"},"feedbackRules":[{"type":"WellKnownStatus"}],"feedbackScrapeType":"Poll","updateStrategy":{"type":"ServerSideApply","serverSideApply":{"force":true,"fieldManager":"work-agent"}}}],"executer":{"subject":{"type":"ServiceAccount","serviceAccount":{"namespace":"ns","name":"sa"}}}}"#;
+        let spec = ManifestBundle::spec_from_json(json).unwrap();
+        assert_eq!(spec.workload.manifests.len(), 1);
+        assert_eq!(
+            spec.executor
+                .as_ref()
+                .unwrap()
+                .subject
+                .as_ref()
+                .unwrap()
+                .service_account
+                .as_ref()
+                .unwrap()
+                .name,
+            "sa"
+        );
+        assert_eq!(ManifestBundle::spec_json(&spec), json.to_vec());
+        // The envelope reads the typed bytes to the same values (it writes JSON values with
+        // their keys sorted; the typed bytes keep Go's field order).
+        let envelope = ManifestBundle::from_json(&ManifestBundle::spec_json(&spec)).unwrap();
+        assert_eq!(envelope, ManifestBundle::from_json(json).unwrap());
+        assert_eq!(
+            ManifestBundle::spec_json(&ManifestWorkSpec::default()),
+            br#"{"manifests":[]}"#
+        );
+        let from_go = ManifestBundle::spec_from_json(
+            br#"{"manifests":null,"deleteOption":null,"manifestConfigs":null}"#,
+        )
+        .unwrap();
+        assert_eq!(from_go, ManifestWorkSpec::default());
+    }
+
+    #[test]
+    fn the_typed_status_is_flattened_and_read_back_with_gos_nulls() {
+        let json = br#"{"conditions":[{"type":"Applied","status":"True","lastTransitionTime":"2025-12-16T06:00:17Z","reason":"AppliedManifestWorkComplete","message":""}],"resourceStatus":[{"resourceMeta":{"ordinal":0,"version":"v1","kind":"ConfigMap","resource":"configmaps","name":"c","namespace":"default"},"statusFeedback":{"values":[{"name":"replicas","fieldValue":{"type":"Integer","integer":3}}]},"conditions":[]}]}"#;
+        let (status, spec) = ManifestBundleStatus::status_from_json(json).unwrap();
+        assert_eq!(spec, None);
+        assert_eq!(
+            status.resource_status.manifests[0].status_feedback.values[0].name,
+            "replicas"
+        );
+        assert_eq!(ManifestBundleStatus::status_json(&status), json.to_vec());
+        assert!(!status_is_deleted(&status));
+        assert_eq!(
+            ManifestBundleStatus::status_json(&ManifestWorkStatus::default()),
+            br#"{"conditions":[]}"#
+        );
+        let (from_go, _) =
+            ManifestBundleStatus::status_from_json(br#"{"conditions":null,"resourceStatus":null}"#)
+                .unwrap();
+        assert_eq!(from_go, ManifestWorkStatus::default());
+        let (_, relayed) = ManifestBundleStatus::status_from_json(
+            br#"{"manifestBundle":{"manifests":[{"kind":"ConfigMap"}]},"conditions":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(relayed.unwrap().workload.manifests.len(), 1);
+        let (deleted, _) = ManifestBundleStatus::status_from_json(
+            br#"{"conditions":[{"type":"Deleted","status":"True","lastTransitionTime":"2025-12-16T06:00:17Z","reason":"ManifestsDeleted","message":""}]}"#,
+        )
+        .unwrap();
+        assert!(status_is_deleted(&deleted));
+    }
+
+    #[test]
+    fn typed_reads_say_what_is_wrong_and_where() {
+        let err = ManifestBundleStatus::status_from_json(
+            b"{\"conditions\":[{\"type\":\"Applied\",\"status\":\"Maybe\"}]}",
+        )
+        .unwrap_err();
+        assert_eq!((err.kind, err.line), ("ManifestBundleStatus", 1));
+        assert!(err.detail.contains("Maybe"), "{err}");
+        let err =
+            ManifestBundle::spec_from_json(b"{\"deleteOption\":{\"propagationPolicy\":\"Never\"}}")
+                .unwrap_err();
+        assert!(err.detail.contains("Never"), "{err}");
     }
 
     #[test]

@@ -1,19 +1,29 @@
-//! Property round-trips of the codecs: whatever event, type string, payload or registration
-//! object goes in comes back out — over the gRPC mapping exactly, over MQTT as the strings Go
-//! writes, which convert back on use.
+//! Property round-trips of the codecs: whatever event, type string, payload, registration
+//! object or ManifestWork goes in comes back out — over the gRPC mapping exactly, over MQTT as
+//! the strings Go writes, which convert back on use.
 
 #![allow(clippy::unwrap_used)] // a failing property shows the value
 
 use jiff::Timestamp;
 use proptest::prelude::*;
 
+use ocm_api::condition::{Condition, ConditionStatus};
 use ocm_api::k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, Time};
+use ocm_api::work::v1::{
+    DeleteOption, DeletePropagationPolicy, FeedbackValue, FieldValue, MANIFEST_WORK_FINALIZER,
+    Manifest, ManifestCondition, ManifestResourceMeta, ManifestResourceStatus, ManifestWork,
+    ManifestWorkSpec, ManifestWorkStatus, ManifestsTemplate, ResourceIdentifier, SelectivelyOrphan,
+    StatusFeedbackResult,
+};
 use ocm_transport::event::{CloudEvent, ExtensionValue, JSON, SPEC_VERSION};
 use ocm_transport::event_type::{DataType, EventAction, EventType, SubResource};
 use ocm_transport::payload::{ManifestBundle, ManifestBundleStatus};
 use ocm_transport::registration::{self, Decoded, RegistrationKind};
 use ocm_transport::resync::{ResourceVersion, ResourceVersionList, StatusHash, StatusHashList};
+use ocm_transport::sequence_id::SequenceId;
+use ocm_transport::status_hash::status_hash;
+use ocm_transport::work::{self, ORIGINAL_SOURCE_LABEL};
 use ocm_transport::{grpc_binding, mqtt_binding};
 
 /// Timestamps between 1970 and 2242, to the nanosecond.
@@ -170,6 +180,154 @@ fn lease() -> impl Strategy<Value = Lease> {
         )
 }
 
+fn delete_option() -> impl Strategy<Value = DeleteOption> {
+    let rule = ("[a-z]{0,5}", "[a-z]{1,8}", "[a-z]{0,5}", "[a-z]{1,8}").prop_map(
+        |(group, resource, namespace, name)| ResourceIdentifier {
+            group,
+            resource,
+            name,
+            namespace,
+        },
+    );
+    (
+        prop_oneof![
+            Just(DeletePropagationPolicy::Foreground),
+            Just(DeletePropagationPolicy::Orphan),
+            Just(DeletePropagationPolicy::SelectivelyOrphan),
+        ],
+        proptest::collection::vec(rule, 0..3),
+        proptest::option::of(0i64..100_000),
+    )
+        .prop_map(|(propagation_policy, rules, ttl)| DeleteOption {
+            propagation_policy,
+            selectively_orphan: (!rules.is_empty()).then_some(SelectivelyOrphan {
+                orphaning_rules: rules,
+            }),
+            ttl_seconds_after_finished: ttl,
+        })
+}
+
+/// A hub ManifestWork: any name, labels, generation (within the wire's 32 bits), manifests and
+/// delete option, maybe being deleted.
+fn manifest_work() -> impl Strategy<Value = ManifestWork> {
+    let name = "[a-z][a-z0-9-]{0,20}";
+    (
+        (name, name, "[a-f0-9-]{36}", 1i64..=i64::from(i32::MAX)),
+        proptest::collection::btree_map("[a-z]{1,8}", "[a-z0-9]{0,8}", 0..3),
+        proptest::collection::vec(json_object(), 0..4),
+        proptest::option::of(delete_option()),
+        proptest::option::of(0i64..(1 << 33)),
+    )
+        .prop_map(
+            |((name, namespace, uid, generation), labels, manifests, delete_option, deleted)| {
+                ManifestWork {
+                    metadata: ObjectMeta {
+                        name: Some(name),
+                        namespace: Some(namespace),
+                        uid: Some(uid),
+                        generation: Some(generation),
+                        labels: (!labels.is_empty()).then_some(labels),
+                        deletion_timestamp: deleted
+                            .map(|s| Time(Timestamp::from_second(s).unwrap())),
+                        ..ObjectMeta::default()
+                    },
+                    spec: ManifestWorkSpec {
+                        workload: ManifestsTemplate {
+                            manifests: manifests.into_iter().map(Manifest).collect(),
+                        },
+                        delete_option,
+                        ..ManifestWorkSpec::default()
+                    },
+                    status: None,
+                }
+            },
+        )
+}
+
+fn condition() -> impl Strategy<Value = Condition> {
+    (
+        "[A-Z][a-zA-Z]{0,10}",
+        prop_oneof![
+            Just(ConditionStatus::True),
+            Just(ConditionStatus::False),
+            Just(ConditionStatus::Unknown),
+        ],
+        proptest::option::of(0i64..1000),
+        // Kubernetes times travel in whole seconds.
+        0i64..(1 << 33),
+        "[A-Z][a-zA-Z]{0,10}",
+        ".{0,20}",
+    )
+        .prop_map(
+            |(r#type, status, observed_generation, at, reason, message)| Condition {
+                r#type,
+                status,
+                observed_generation,
+                last_transition_time: Time(Timestamp::from_second(at).unwrap()),
+                reason,
+                message,
+            },
+        )
+}
+
+fn field_value() -> impl Strategy<Value = FieldValue> {
+    prop_oneof![
+        any::<i64>().prop_map(FieldValue::integer),
+        ".{0,12}".prop_map(FieldValue::string),
+        any::<bool>().prop_map(FieldValue::boolean),
+        json_object().prop_map(|v| FieldValue::json_raw(v.to_string())),
+    ]
+}
+
+fn manifest_condition() -> impl Strategy<Value = ManifestCondition> {
+    (
+        0i32..20,
+        (
+            "[a-z.]{0,8}",
+            "v[0-9]",
+            "[A-Z][a-z]{0,8}",
+            "[a-z]{1,8}",
+            "[a-z]{1,8}",
+            "[a-z]{0,8}",
+        ),
+        proptest::collection::vec(("[a-z]{1,8}", field_value()), 0..3),
+        proptest::collection::vec(condition(), 0..3),
+    )
+        .prop_map(
+            |(ordinal, (group, version, kind, resource, name, namespace), values, conditions)| {
+                ManifestCondition {
+                    resource_meta: ManifestResourceMeta {
+                        ordinal,
+                        group,
+                        version,
+                        kind,
+                        resource,
+                        name,
+                        namespace,
+                    },
+                    status_feedback: StatusFeedbackResult {
+                        values: values
+                            .into_iter()
+                            .map(|(name, field_value)| FeedbackValue { name, field_value })
+                            .collect(),
+                    },
+                    conditions,
+                }
+            },
+        )
+}
+
+fn work_status() -> impl Strategy<Value = ManifestWorkStatus> {
+    (
+        proptest::collection::vec(condition(), 0..4),
+        proptest::collection::vec(manifest_condition(), 0..4),
+    )
+        .prop_map(|(conditions, manifests)| ManifestWorkStatus {
+            conditions,
+            resource_status: ManifestResourceStatus { manifests },
+        })
+}
+
 proptest! {
     #[test]
     fn grpc_mapping_round_trips_every_event_exactly(event in cloud_event()) {
@@ -306,5 +464,81 @@ proptest! {
             event.cluster_name(),
             lease.metadata.namespace.as_deref()
         );
+    }
+
+    #[test]
+    fn a_hub_work_reaches_the_agent_as_it_was(work in manifest_work(), now in timestamp()) {
+        let event = work::encode_spec(&work, "kube", EventAction::UpdateRequest, "e".into(), now)
+            .unwrap();
+        let event = grpc_binding::decode(grpc_binding::encode(&event)).unwrap();
+        let received = work::decode_spec(&event).unwrap();
+        let (meta, sent) = (&received.metadata, &work.metadata);
+        prop_assert_eq!(&meta.uid, &sent.uid);
+        prop_assert_eq!(&meta.name, &sent.name);
+        prop_assert_eq!(&meta.namespace, &sent.namespace);
+        prop_assert_eq!(meta.generation, sent.generation);
+        prop_assert_eq!(&meta.labels.as_ref().unwrap()[ORIGINAL_SOURCE_LABEL], "kube");
+        for (key, value) in sent.labels.iter().flatten() {
+            prop_assert_eq!(&meta.labels.as_ref().unwrap()[key], value);
+        }
+        match &sent.deletion_timestamp {
+            None => {
+                prop_assert_eq!(&received.spec, &work.spec);
+                prop_assert_eq!(&meta.finalizers, &None);
+            }
+            Some(at) => {
+                prop_assert_eq!(&meta.deletion_timestamp, &Some(at.clone()));
+                prop_assert_eq!(&meta.finalizers, &Some(vec![MANIFEST_WORK_FINALIZER.to_owned()]));
+                prop_assert!(event.data.is_none());
+            }
+        }
+        // The typed bundle is the JSON envelope of the spec's parts.
+        let envelope = ManifestBundle {
+            manifests: work.spec.workload.manifests.iter().map(|m| m.0.clone()).collect(),
+            delete_option: work.spec.delete_option.as_ref().map(|d| serde_json::to_value(d).unwrap()),
+            manifest_configs: Vec::new(),
+            executer: None,
+        };
+        prop_assert_eq!(ManifestBundle::from_json(&ManifestBundle::spec_json(&work.spec)).unwrap(), envelope);
+        prop_assert_eq!(ManifestBundle::spec_from_json(&ManifestBundle::spec_json(&work.spec)).unwrap(), work.spec);
+    }
+
+    #[test]
+    fn an_agents_status_reaches_the_hub_as_it_was_over_either_transport(
+        work in manifest_work(),
+        status in work_status(),
+        millis in 0i64..(1 << 40),
+        step in 0u16..4096,
+        now in timestamp(),
+    ) {
+        let mut agent_work = work::decode_spec(
+            &work::encode_spec(&work, "kube", EventAction::UpdateRequest, "e".into(), now).unwrap(),
+        )
+        .unwrap();
+        agent_work.status = Some(status.clone());
+        let sequence = SequenceId::from_parts(millis, 1, step);
+        let event = work::encode_status(
+            &agent_work,
+            "cluster-work-agent",
+            EventAction::UpdateRequest,
+            sequence,
+            "s".into(),
+            now,
+        )
+        .unwrap();
+        let hash = status_hash(&serde_json::to_value(&status).unwrap());
+        for received in [
+            grpc_binding::decode(grpc_binding::encode(&event)).unwrap(),
+            mqtt_binding::decode(mqtt_binding::encode(&event)).unwrap(),
+        ] {
+            let decoded = work::decode_status(&received).unwrap();
+            prop_assert_eq!(decoded.work.status.as_ref(), Some(&status));
+            prop_assert_eq!(decoded.status_hash.as_deref(), Some(hash.as_str()));
+            prop_assert_eq!(decoded.sequence(), Some(sequence));
+            prop_assert_eq!(Some(decoded.generation), work.metadata.generation);
+            prop_assert_eq!(decoded.resource_id(), work.metadata.uid.as_deref().unwrap());
+            prop_assert_eq!(Some(decoded.cluster()), work.metadata.namespace.as_deref());
+            prop_assert_eq!(Some(decoded.name()), work.metadata.name.as_deref());
+        }
     }
 }

@@ -39,12 +39,26 @@ const RESYNC: Duration = Duration::from_secs(300);
 /// How often a denied or deleted cluster is looked at while ManifestWorks remain (OCM: 5 s).
 const WORKS_RECHECK: Duration = Duration::from_secs(5);
 
+/// Called with a cluster's name after its grants changed (accepted, denied, removed).
+pub type GrantsChanged = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// How clusters are accepted.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct AcceptanceConfig {
     /// Accept every cluster once, on first sight (OCM's ManagedClusterAutoApproval; the hub turns
     /// it on with auto-approved users, whose CSR approval is then the only gate).
     pub auto_accept: bool,
+    /// Told when a cluster's grants changed, e.g. so cached access decisions are dropped.
+    pub grants_changed: Option<GrantsChanged>,
+}
+
+impl std::fmt::Debug for AcceptanceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcceptanceConfig")
+            .field("auto_accept", &self.auto_accept)
+            .field("grants_changed", &self.grants_changed.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,6 +211,11 @@ async fn reconcile(
         false
     };
     if changed {
+        // Before the condition is recorded (which agents act on): decisions cached from before
+        // the grants changed must not outlive them.
+        if let Some(grants_changed) = &ctx.config.grants_changed {
+            grants_changed(&name);
+        }
         Api::<ManagedCluster>::all(client.clone())
             .patch_status(
                 &name,

@@ -1,6 +1,9 @@
 //! The work agent (issue 5): ManifestWorks from the hub applied to this cluster, their status
-//! sent back. Built so far: status feedback ([`feedback`]).
+//! sent back. [`agent`] is the loop (events in, status out, watches), [`reconcile`] one work
+//! (its AppliedManifestWork, apply in kind order, prune, delete), [`apply`] one manifest by
+//! update strategy, [`status`] the conditions, [`feedback`] the feedback values.
 
+pub mod agent;
 pub mod apply;
 pub mod feedback;
 pub mod reconcile;

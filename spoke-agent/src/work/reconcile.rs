@@ -455,8 +455,14 @@ impl Applier {
     /// Deletes what the work owns and, once it is all gone, its AppliedManifestWork. Whether
     /// everything is gone (call again until it is).
     pub async fn delete(&self, work_name: &str) -> Result<bool, WorkError> {
+        self.delete_applied(&self.applied_name(work_name), work_name)
+            .await
+    }
+
+    /// [`Self::delete`] for the AppliedManifestWork `name` (also one of another hub).
+    pub async fn delete_applied(&self, name: &str, work_name: &str) -> Result<bool, WorkError> {
         let api = self.applied_api();
-        let name = self.applied_name(work_name);
+        let name = name.to_owned();
         let Some(applied_work) = api
             .get_opt(&name)
             .await

@@ -42,20 +42,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use futures::StreamExt as _;
-use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, ManagedCluster};
+use ocm_api::cluster::v1::{
+    CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, ManagedCluster, ManagedClusterSpec,
+};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::kube::api::{Patch, PatchParams};
 use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
 use ocm_api::kube::{Api, Client};
 use ocm_sim::hub::{self, HubProcess};
+use ocm_sim::identity::Issuer;
 use ocm_sim::measure::{self, Metrics, Sample};
 use ocm_sim::model::ClusterModel;
 use ocm_sim::spoke::{self, Counters, Milestone, SpokeConfig};
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
 use ocm_spoke_agent::csr::AgentName;
 use ocm_testenv::Cluster;
-use ocm_transport::client::TransportConfig;
+use ocm_transport::client::{Publisher, TransportConfig};
+use ocm_transport::grpc_client::GrpcClient;
 use ocm_transport::grpc_config::GrpcClientConfig;
+use ocm_transport::tls::PemIdentity;
 use tokio_util::sync::CancellationToken;
 
 const BOOTSTRAP_NAMESPACE: &str = "open-cluster-management";
@@ -63,6 +68,16 @@ const BOOTSTRAP_SA: &str = "agent-registration-bootstrap";
 const BOOTSTRAP_USER: &str =
     "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
 const METRICS: &[&str] = &["apiserver_request_total", "etcd_requests_total"];
+
+/// How the clusters after the joiners come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ramp {
+    /// Each spoke bootstraps, exactly as the joiners do.
+    Bootstrap,
+    /// The ManagedCluster is created through the hub's broker (bootstrap token), the identity
+    /// issued from the hub CA, and the spoke connects once its cluster is accepted.
+    Shortcut,
+}
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -72,6 +87,7 @@ struct Options {
     lease_seconds: i32,
     settle: Duration,
     window: Duration,
+    ramp: Ramp,
     /// Longest any phase may take before the run fails.
     phase_timeout: Duration,
 }
@@ -87,6 +103,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             lease_seconds: 10,
             settle: Duration::from_secs(1),
             window: Duration::from_secs(3),
+            ramp: Ramp::Shortcut,
             phase_timeout: Duration::from_secs(120),
         });
     }
@@ -97,6 +114,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
         lease_seconds: 10,
         settle: Duration::from_secs(30),
         window: Duration::from_secs(60),
+        ramp: Ramp::Shortcut,
         phase_timeout: Duration::from_secs(900),
     };
     for pair in args.windows(2) {
@@ -113,6 +131,13 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--lease" => options.lease_seconds = i32::try_from(number()?)?,
             "--settle" => options.settle = Duration::from_secs(number()?),
             "--window" => options.window = Duration::from_secs(number()?),
+            "--ramp" => {
+                options.ramp = match value {
+                    "shortcut" => Ramp::Shortcut,
+                    "bootstrap" => Ramp::Bootstrap,
+                    other => bail!("--ramp {other}: shortcut or bootstrap"),
+                }
+            }
             _ => {}
         }
     }
@@ -178,6 +203,17 @@ impl Clusters {
             .values()
             .filter(|s| s.available)
             .count()
+    }
+
+    /// Accepted clusters not in `except`.
+    fn accepted_except(&self, except: &HashSet<String>) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(name, s)| s.accepted && !except.contains(*name))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// Available clusters whose lease duration is not yet `seconds`.
@@ -274,30 +310,39 @@ fn cluster_name(index: usize) -> String {
     format!("sim-{index:05}")
 }
 
+fn agent_name(cluster: &str) -> AgentName {
+    AgentName {
+        cluster: cluster.to_owned(),
+        agent: "agent".to_owned(),
+    }
+}
+
 impl Spokes {
-    /// Starts the spoke for cluster `index`: it joins through bootstrap, then runs.
-    fn start_next(&mut self) {
-        let config = SpokeConfig {
+    fn config(&self, cluster: &str) -> SpokeConfig {
+        SpokeConfig {
             bootstrap: BootstrapConfig {
                 transport: TransportConfig::Grpc(self.transport.clone()),
-                name: AgentName {
-                    cluster: cluster_name(self.started),
-                    agent: "agent".to_owned(),
-                },
+                name: agent_name(cluster),
                 expiration_seconds: None,
                 timeout: Duration::from_secs(900),
                 waiting_notice: Duration::from_secs(900),
             },
             model: Arc::clone(&self.model),
             inbox_capacity: 16,
-        };
+        }
+    }
+
+    /// Starts the spoke of `cluster`: it joins through bootstrap unless given `identity`, then
+    /// runs.
+    fn start(&mut self, cluster: &str, identity: Option<PemIdentity>) {
+        let config = self.config(cluster);
         let (counters, errors, cancel) = (
             Arc::clone(&self.counters),
             Arc::clone(&self.errors),
             self.cancel.clone(),
         );
         tokio::spawn(async move {
-            if let Err(err) = spoke::run(config, None, counters, cancel).await {
+            if let Err(err) = spoke::run(config, identity, counters, cancel).await {
                 errors.lock().unwrap().push(err.to_string());
             }
         });
@@ -510,7 +555,7 @@ async fn run(
     // Join: all at once.
     let joined_at = Instant::now();
     while spokes.started < options.joiners {
-        spokes.start_next();
+        spokes.start(&cluster_name(spokes.started), None);
     }
     let deadline = joined_at + options.phase_timeout;
     while clusters.available() < options.joiners {
@@ -567,16 +612,78 @@ async fn run(
         options.lease_seconds,
         admin.clone(),
     ));
+    let mut pids: Vec<(String, u32)> = vec![("ocm-hub".to_owned(), hub_pid)];
+    pids.extend(
+        cluster
+            .components()
+            .into_iter()
+            .map(|(name, pid)| (name.to_owned(), pid)),
+    );
+    pids.push(("simulated spokes".to_owned(), std::process::id()));
     let ramp_at = Instant::now();
+    let ramp_cpu_before = CpuReading::take(&pids)?;
     let deadline = ramp_at + options.phase_timeout;
     let mut report_at = ramp_at + Duration::from_secs(15);
+    let metrics_before_ramp = Metrics::scrape(kube, METRICS).await?;
+    // The shortcut: ManagedClusters created through the hub's broker with the bootstrap token,
+    // identities from the hub CA, each spoke connecting once its cluster is accepted.
+    let creators: Vec<Publisher> = (0..8)
+        .map(|_| GrpcClient::new(&spokes.transport).map(Publisher::Grpc))
+        .collect::<Result<_, _>>()?;
+    let issuer = match options.ramp {
+        Ramp::Shortcut => Some(Issuer::from_hub(kube, time::Duration::hours(24)).await?),
+        Ramp::Bootstrap => None,
+    };
+    let mut created = options.joiners;
+    let mut connecting: HashSet<String> = (0..options.joiners).map(cluster_name).collect();
     loop {
         let available = clusters.available();
         if available >= options.total {
             break;
         }
-        while spokes.started < options.total && spokes.started - available < options.in_flight {
-            spokes.start_next();
+        match &issuer {
+            None => {
+                while spokes.started < options.total
+                    && spokes.started - available < options.in_flight
+                {
+                    spokes.start(&cluster_name(spokes.started), None);
+                }
+            }
+            Some(issuer) => {
+                while created < options.total && created - available < options.in_flight {
+                    let name = cluster_name(created);
+                    let hub = creators[created % creators.len()].clone();
+                    let errors = Arc::clone(&spokes.errors);
+                    let lease_seconds = options.lease_seconds;
+                    tokio::spawn(async move {
+                        let cluster = ManagedCluster::new(
+                            &name,
+                            ManagedClusterSpec {
+                                lease_duration_seconds: lease_seconds,
+                                ..ManagedClusterSpec::default()
+                            },
+                        );
+                        let mut attempt = 0;
+                        while let Err(err) = spoke::create_cluster(&hub, &cluster).await {
+                            attempt += 1;
+                            if attempt == 5 {
+                                errors
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{name}: creating its ManagedCluster: {err}"));
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    });
+                    created += 1;
+                }
+                for name in clusters.accepted_except(&connecting) {
+                    let identity = issuer.issue(&agent_name(&name))?;
+                    spokes.start(&name, Some(identity));
+                    connecting.insert(name);
+                }
+            }
         }
         spokes.check()?;
         if let Some(status) = hub.exited() {
@@ -591,16 +698,32 @@ async fn run(
         if Instant::now() > report_at {
             report_at += Duration::from_secs(15);
             eprintln!(
-                "[ramp] {:.0} s: {} started, {} joined, {} connected, {available} Available",
+                "[ramp] {:.0} s: {} created, {} spokes started, {} joined, {} connected, {available} Available",
                 ramp_at.elapsed().as_secs_f64(),
+                created.max(spokes.started),
                 spokes.started,
                 spokes.counters.joined.load(Ordering::Relaxed),
                 spokes.counters.connected.load(Ordering::Relaxed),
             );
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ramp = ramp_at.elapsed();
+    let ramp_cpu = CpuReading::take(&pids)?.since(&ramp_cpu_before);
+    let metrics_after_ramp = Metrics::scrape(kube, METRICS).await?;
+    let ramp_writes = measure::growth(
+        &metrics_before_ramp.grouped(
+            "apiserver_request_total",
+            measure::is_stored_write,
+            request_key,
+        ),
+        &metrics_after_ramp.grouped(
+            "apiserver_request_total",
+            measure::is_stored_write,
+            request_key,
+        ),
+    );
+    let ramp_clusters = (options.total - options.joiners).max(1) as f64;
     while !clusters.lease_to_change(options.lease_seconds).is_empty() {
         ensure!(
             Instant::now() < deadline,
@@ -619,14 +742,6 @@ async fn run(
 
     // Heartbeat: a quiet window with every cluster renewing.
     tokio::time::sleep(options.settle).await;
-    let mut pids: Vec<(String, u32)> = vec![("ocm-hub".to_owned(), hub_pid)];
-    pids.extend(
-        cluster
-            .components()
-            .into_iter()
-            .map(|(name, pid)| (name.to_owned(), pid)),
-    );
-    pids.push(("simulated spokes".to_owned(), std::process::id()));
     let metrics_before = Metrics::scrape(kube, METRICS).await?;
     let renewals_before = spokes.counters.renewals.load(Ordering::Relaxed);
     let cpu_before = CpuReading::take(&pids)?;
@@ -691,10 +806,28 @@ async fn run(
         steps[0], steps[1], steps[2]
     );
     println!(
-        "| ramp to {} (the rest, same flow) | {} ({:.0} clusters/s) |",
+        "| ramp to {} ({}) | {} ({:.0} clusters/s) |",
         options.total,
+        match options.ramp {
+            Ramp::Shortcut => "identities from the hub CA",
+            Ramp::Bootstrap => "the same flow",
+        },
         secs(ramp),
         (options.total - options.joiners) as f64 / ramp.as_secs_f64()
+    );
+    println!(
+        "| CPU during the ramp, % of a core | {} |",
+        ramp_cpu
+            .iter()
+            .filter(|(_, percent)| *percent >= 1.0)
+            .map(|(name, percent)| format!("{name} {percent:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "| apiserver write requests per cluster during the ramp | {:.1}: {} |",
+        ramp_writes.values().fold(0.0, |a, b| a + b) / ramp_clusters,
+        top(&ramp_writes, ramp_clusters, 8).replace("/s", "")
     );
     println!(
         "| hub RSS: before / {} / {} clusters | {} / {} / {} MiB |",

@@ -9,11 +9,16 @@
 //! [`ocm_spoke_agent::agent::report_observed`], from an in-memory [`model::ClusterModel`] instead
 //! of a spoke apiserver. Thousands run in one process ([`spoke::run`] is one task's worth).
 //!
+//! A benchmark that needs more spokes than the registration flow can admit in its time budget
+//! gives them identities directly from the hub's CA ([`identity::Issuer`]); everything after
+//! that is the same.
+//!
 //! Around it: the real `ocm-hub` binary as a child process ([`hub::HubProcess`]) and what the
 //! benchmarks read of the machine — resident memory and CPU time of a process, the apiserver's
 //! request and storage counters ([`measure`]).
 
 pub mod hub;
+pub mod identity;
 pub mod measure;
 pub mod model;
 pub mod spoke;
@@ -47,6 +52,8 @@ pub enum SimError {
     },
     #[error("{path}: unexpected content: {detail}")]
     ProcFormat { path: String, detail: String },
+    #[error("issuing a client certificate: {0}")]
+    Certificate(String),
     #[error("raising the open-files limit: {0}")]
     Rlimit(#[source] nix::Error),
 }

@@ -17,8 +17,10 @@ use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_spoke_agent::agent;
 use ocm_spoke_agent::bootstrap::{self, BootstrapConfig, BootstrapError};
-use ocm_transport::client::{self, InboxOptions, Interest, OpenError, Role, TransportConfig};
-use ocm_transport::event_type::DataType;
+use ocm_transport::client::{
+    self, InboxOptions, Interest, OpenError, PublishError, Publisher, Role, TransportConfig,
+};
+use ocm_transport::event_type::{DataType, EventAction, SubResource};
 use ocm_transport::registration::{self, Decoded, RegistrationKind};
 use ocm_transport::tls::PemIdentity;
 use tokio_util::sync::CancellationToken;
@@ -105,6 +107,35 @@ pub enum SpokeError {
     },
     #[error("{0}: registration needs the gRPC transport")]
     NotGrpc(String),
+}
+
+/// Creates `cluster` on the hub through its broker, as bootstrap's first step does (the hub's
+/// ManagedCluster service creates the object; an agent's `hubAcceptsClient` is always false
+/// there): the shortcut's way in, for spokes given an identity instead of bootstrapping. `hub`
+/// publishes with the bootstrap token. A cluster that exists already is fine.
+pub async fn create_cluster(hub: &Publisher, cluster: &ManagedCluster) -> Result<(), PublishError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let event = registration::encode(
+        RegistrationKind::ManagedCluster,
+        SubResource::Spec,
+        EventAction::CreateRequest,
+        &name,
+        cluster,
+        format!("{name}-create"),
+        jiff::Timestamp::now(),
+    )
+    .map_err(|e| PublishError::Grpc(tonic::Status::invalid_argument(e.to_string())))?;
+    match hub.publish(&event).await {
+        Err(PublishError::Grpc(status))
+            if status.code() == tonic::Code::FailedPrecondition
+                && ocm_transport::status_error::Status::from_grpc_message(status.message())
+                    .reason
+                    == "AlreadyExists" =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 /// Runs one spoke until `cancel`: joins through bootstrap unless `identity` is given, then

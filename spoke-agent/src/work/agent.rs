@@ -1,0 +1,578 @@
+//! The work agent's loop (ocm-wire-protocol.md §4.3, §5; ocm-behaviours.md §2.2): ManifestWorks
+//! arrive as manifestbundle spec events on the agent's connection, are kept in memory, applied
+//! by [`Applier`] (a few at a time, one work never twice at once), and their status goes back
+//! as a status event whenever it differs from the last one sent.
+//!
+//! Status follows the spoke within about a second: every kind a work applied is watched, and a
+//! change of one of its objects re-runs that work (an edit is put back, feedback re-read). A
+//! slow periodic pass catches anything a watch missed. A work the hub deletes has its resources
+//! removed, then `Deleted=True` is reported and the work forgotten. After every
+//! (re)subscription the agent asks the hub for what changed since the generations it holds.
+//! AppliedManifestWorks of works the hub no longer has are evicted after a grace period.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use ocm_api::condition::{Condition, ConditionStatus};
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use ocm_api::k8s_openapi::jiff::Timestamp;
+use ocm_api::kube::Api;
+use ocm_api::kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams};
+use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
+use ocm_api::work::v1::{
+    AppliedManifestWork, CONDITION_DELETED, ManifestWork, ManifestWorkStatus,
+    REASON_MANIFESTS_DELETED,
+};
+use ocm_transport::client::Publisher;
+use ocm_transport::event::CloudEvent;
+use ocm_transport::event_type::{DataType, EventAction, EventType, SubResource};
+use ocm_transport::resync::{ResourceVersion, ResourceVersionList};
+use ocm_transport::sequence_id::SequenceIdGenerator;
+use ocm_transport::work as codec;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::reconcile::{Applier, WorkOutcome};
+
+/// How the work agent runs.
+#[derive(Debug, Clone)]
+pub struct WorkAgentConfig {
+    pub cluster: String,
+    /// The `source` of this agent's status events (OCM: the klusterlet's agent ID).
+    pub agent_id: String,
+    /// Works reconciled at once.
+    pub concurrency: usize,
+    /// The slow pass over every work, besides the watches.
+    pub resync_every: Duration,
+    /// How long an AppliedManifestWork the hub no longer knows is kept (OCM: 60 minutes).
+    pub eviction_grace: Duration,
+    /// Changes seen by watches within this window are handled together.
+    pub settle: Duration,
+}
+
+impl WorkAgentConfig {
+    pub fn new(cluster: &str, agent_id: &str) -> Self {
+        Self {
+            cluster: cluster.to_owned(),
+            agent_id: agent_id.to_owned(),
+            concurrency: 4,
+            resync_every: Duration::from_secs(60),
+            eviction_grace: Duration::from_secs(3600),
+            settle: Duration::from_millis(100),
+        }
+    }
+}
+
+/// What reaches the work agent from the connection.
+#[derive(Debug)]
+pub struct WorkInbox {
+    /// manifestbundle events of this cluster.
+    pub events: mpsc::Receiver<CloudEvent>,
+    /// After every (re)subscription to manifestbundles.
+    pub resync: mpsc::Receiver<()>,
+}
+
+struct Entry {
+    work: ManifestWork,
+    /// The status hash last sent, so an unchanged status is not sent again.
+    sent: Option<String>,
+    running: bool,
+    /// Changed while running: run again after.
+    again: bool,
+}
+
+/// A resource a work applied, as watches report it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct ResourceKey {
+    group: String,
+    resource: String,
+    namespace: String,
+    name: String,
+}
+
+struct Finished {
+    uid: String,
+    result: Result<Done, String>,
+}
+
+enum Done {
+    Applied {
+        status: ManifestWorkStatus,
+        sent: Option<String>,
+        retry: Option<Duration>,
+        kinds: Vec<ApiResource>,
+    },
+    Deleted,
+    Deleting,
+}
+
+/// Runs until `cancel` or until the inbox closes.
+pub async fn run(
+    applier: Applier,
+    hub: Publisher,
+    mut inbox: WorkInbox,
+    config: WorkAgentConfig,
+    cancel: CancellationToken,
+) {
+    let sequence = Arc::new(SequenceIdGenerator::default());
+    let mut works: HashMap<String, Entry> = HashMap::new();
+    let mut due: HashMap<String, Instant> = HashMap::new();
+    let mut index: HashMap<ResourceKey, BTreeSet<String>> = HashMap::new();
+    let mut watched: HashSet<(String, String, String)> = HashSet::new();
+    let (changed_tx, mut changed) = mpsc::channel::<ResourceKey>(1024);
+    let mut running: JoinSet<Finished> = JoinSet::new();
+    let mut slow_pass = tokio::time::interval(config.resync_every);
+    slow_pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut eviction = tokio::time::interval(Duration::from_secs(60));
+    eviction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut synced_at: Option<Instant> = None;
+    loop {
+        // Start what is due, as far as the concurrency allows.
+        let now = Instant::now();
+        let ready: Vec<String> = due
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in ready {
+            if running.len() >= config.concurrency.max(1) {
+                break;
+            }
+            due.remove(&uid);
+            let Some(entry) = works.get_mut(&uid) else {
+                continue;
+            };
+            if entry.running {
+                entry.again = true;
+                continue;
+            }
+            entry.running = true;
+            let task = reconcile(
+                applier.clone(),
+                hub.clone(),
+                Arc::clone(&sequence),
+                config.agent_id.clone(),
+                entry.work.clone(),
+                entry.sent.clone(),
+            );
+            running.spawn(task);
+        }
+        let next_due = due.values().min().copied();
+        tokio::select! {
+            () = cancel.cancelled() => break,
+            event = inbox.events.recv() => {
+                let Some(event) = event else { break };
+                if let Some(uid) = receive(&mut works, &event, &config.cluster) {
+                    due.insert(uid, Instant::now());
+                }
+            }
+            cue = inbox.resync.recv() => {
+                if cue.is_none() {
+                    break;
+                }
+                ask_for_changes(&hub, &works, &config).await;
+                synced_at = Some(Instant::now());
+            }
+            Some(key) = changed.recv() => {
+                for uid in index.get(&key).into_iter().flatten() {
+                    let at = Instant::now() + config.settle;
+                    due.entry(uid.clone()).and_modify(|d| *d = (*d).min(at)).or_insert(at);
+                }
+            }
+            Some(finished) = running.join_next() => {
+                let Ok(finished) = finished else { continue };
+                let uid = finished.uid.clone();
+                let Some(entry) = works.get_mut(&uid) else { continue };
+                entry.running = false;
+                match finished.result {
+                    Ok(Done::Applied { status, sent, retry, kinds }) => {
+                        reindex(&mut index, &uid, &status);
+                        entry.work.status = Some(status);
+                        entry.sent = sent;
+                        for kind in kinds {
+                            if watched.insert((kind.group.clone(), kind.version.clone(), kind.plural.clone())) {
+                                tokio::spawn(watch_kind(applier.clone(), kind, changed_tx.clone(), cancel.clone()));
+                            }
+                        }
+                        if let Some(retry) = retry {
+                            due.entry(uid.clone()).or_insert(Instant::now() + retry);
+                        }
+                    }
+                    Ok(Done::Deleted) => {
+                        works.remove(&uid);
+                        due.remove(&uid);
+                        reindex(&mut index, &uid, &ManifestWorkStatus::default());
+                        continue;
+                    }
+                    Ok(Done::Deleting) => {
+                        due.insert(uid.clone(), Instant::now() + Duration::from_millis(500));
+                    }
+                    Err(error) => {
+                        tracing::warn!(cluster = %config.cluster, work = %name_of(&entry.work), %error, "work not reconciled; retrying");
+                        due.insert(uid.clone(), Instant::now() + Duration::from_secs(5));
+                    }
+                }
+                if std::mem::take(&mut entry.again) {
+                    due.insert(uid, Instant::now());
+                }
+            }
+            _ = slow_pass.tick() => {
+                let now = Instant::now();
+                for uid in works.keys() {
+                    due.entry(uid.clone()).or_insert(now);
+                }
+            }
+            _ = eviction.tick() => {
+                // Only once the hub has had time to answer a resync: before that every work
+                // would look unknown.
+                if synced_at.is_some_and(|at| at.elapsed() > Duration::from_secs(30)) {
+                    let known: HashSet<String> = works.values().map(|e| name_of(&e.work)).collect();
+                    evict(&applier, &config, &known).await;
+                }
+            }
+            () = sleep_until(next_due) => {}
+        }
+    }
+    running.abort_all();
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn name_of(work: &ManifestWork) -> String {
+    work.metadata.name.clone().unwrap_or_default()
+}
+
+/// Takes a spec event into the store; the UID of the work to reconcile, if any.
+fn receive(
+    works: &mut HashMap<String, Entry>,
+    event: &CloudEvent,
+    cluster: &str,
+) -> Option<String> {
+    let event_type = event.event_type.parse::<EventType>().ok()?;
+    if event_type.sub_resource != SubResource::Spec {
+        return None;
+    }
+    let work = match codec::decode_spec(event) {
+        Ok(work) => work,
+        Err(error) => {
+            tracing::warn!(%cluster, event = %event.id, %error, "work event refused");
+            return None;
+        }
+    };
+    if work.metadata.namespace.as_deref() != Some(cluster) {
+        tracing::warn!(%cluster, work = %name_of(&work), "work for another cluster ignored");
+        return None;
+    }
+    let uid = work.metadata.uid.clone().unwrap_or_default();
+    let generation = work.metadata.generation.unwrap_or_default();
+    match works.get_mut(&uid) {
+        Some(entry) => {
+            if work.metadata.deletion_timestamp.is_some() {
+                // A deletion carries no spec: keep the one held, mark it deleting.
+                entry.work.metadata.deletion_timestamp = work.metadata.deletion_timestamp;
+                entry.work.metadata.finalizers = work.metadata.finalizers;
+                return Some(uid);
+            }
+            let held = entry.work.metadata.generation.unwrap_or_default();
+            if generation != 0 && generation < held {
+                tracing::debug!(%cluster, work = %name_of(&work), generation, held, "older generation ignored");
+                return None;
+            }
+            let status = entry.work.status.take();
+            entry.work = work;
+            entry.work.status = status;
+            Some(uid)
+        }
+        None => {
+            if work.metadata.deletion_timestamp.is_some() && work.spec.workload.manifests.is_empty()
+            {
+                // Deleting a work this agent never had (after a restart): its name may still
+                // find an AppliedManifestWork, so clean up what that owns.
+                tracing::info!(%cluster, work = %name_of(&work), "deletion of a work not held");
+            }
+            works.insert(
+                uid.clone(),
+                Entry {
+                    work,
+                    sent: None,
+                    running: false,
+                    again: false,
+                },
+            );
+            Some(uid)
+        }
+    }
+}
+
+/// The spec resync request: the generation of every work held.
+async fn ask_for_changes(
+    hub: &Publisher,
+    works: &HashMap<String, Entry>,
+    config: &WorkAgentConfig,
+) {
+    let held = ResourceVersionList {
+        resource_versions: works
+            .iter()
+            .map(|(uid, entry)| ResourceVersion {
+                resource_id: uid.clone(),
+                resource_version: entry.work.metadata.generation.unwrap_or_default(),
+            })
+            .collect(),
+    };
+    let event = ocm_transport::resync::spec_resync_request(
+        &DataType::manifest_bundles(),
+        &config.agent_id,
+        &config.cluster,
+        &held,
+        uuid::Uuid::new_v4().to_string(),
+        jiff::Timestamp::now(),
+    );
+    match hub.publish(&event).await {
+        Ok(()) => {
+            tracing::info!(cluster = %config.cluster, held = works.len(), "asked the hub for changed works")
+        }
+        Err(error) => {
+            tracing::warn!(cluster = %config.cluster, %error, "work resync request not sent")
+        }
+    }
+}
+
+/// Reconciles one work: applies it (or deletes what it owns) and sends its status if changed.
+async fn reconcile(
+    applier: Applier,
+    hub: Publisher,
+    sequence: Arc<SequenceIdGenerator>,
+    agent_id: String,
+    work: ManifestWork,
+    sent: Option<String>,
+) -> Finished {
+    let uid = work.metadata.uid.clone().unwrap_or_default();
+    let name = name_of(&work);
+    if work.metadata.deletion_timestamp.is_some() {
+        let result = match applier.delete(&name).await {
+            Ok(true) => {
+                let mut done = work.clone();
+                done.status = Some(ManifestWorkStatus {
+                    conditions: vec![Condition {
+                        r#type: CONDITION_DELETED.to_owned(),
+                        status: ConditionStatus::True,
+                        observed_generation: work.metadata.generation,
+                        last_transition_time: Time(Timestamp::now()),
+                        reason: REASON_MANIFESTS_DELETED.to_owned(),
+                        message: "The resources of the work are deleted".to_owned(),
+                    }],
+                    ..ManifestWorkStatus::default()
+                });
+                match send_status(&hub, &sequence, &agent_id, &done).await {
+                    Ok(_) => Ok(Done::Deleted),
+                    Err(error) => Err(error),
+                }
+            }
+            Ok(false) => Ok(Done::Deleting),
+            Err(error) => Err(error.to_string()),
+        };
+        return Finished { uid, result };
+    }
+    let result = match applier.apply(&work).await {
+        Ok(WorkOutcome { status, failed, .. }) => {
+            let kinds = kinds_of(&applier, &work).await;
+            let mut reported = work.clone();
+            reported.status = Some(status.clone());
+            let hash = ocm_transport::status_hash::status_hash(
+                &serde_json::to_value(&status).unwrap_or_default(),
+            );
+            let sent = if sent.as_deref() == Some(hash.as_str()) {
+                sent
+            } else {
+                match send_status(&hub, &sequence, &agent_id, &reported).await {
+                    Ok(hash) => Some(hash),
+                    // Not sent: try again on the next pass.
+                    Err(error) => {
+                        tracing::warn!(work = %name, %error, "status not sent");
+                        None
+                    }
+                }
+            };
+            let retry = (failed || sent.is_none()).then_some(Duration::from_secs(10));
+            Ok(Done::Applied {
+                status,
+                sent,
+                retry,
+                kinds,
+            })
+        }
+        Err(error) => Err(error.to_string()),
+    };
+    Finished { uid, result }
+}
+
+/// The kinds a work's manifests are of, to watch.
+async fn kinds_of(applier: &Applier, work: &ManifestWork) -> Vec<ApiResource> {
+    let mut kinds = Vec::new();
+    for manifest in &work.spec.workload.manifests {
+        if let Ok(gvk) = super::apply::kind_of(&manifest.0)
+            && let Ok((resource, _)) = applier.resolver().resolve(applier.client(), &gvk).await
+        {
+            kinds.push(resource);
+        }
+    }
+    kinds
+}
+
+/// Sends `work`'s status; its hash.
+async fn send_status(
+    hub: &Publisher,
+    sequence: &SequenceIdGenerator,
+    agent_id: &str,
+    work: &ManifestWork,
+) -> Result<String, String> {
+    let event = codec::encode_status(
+        work,
+        agent_id,
+        EventAction::UpdateRequest,
+        sequence.next_id(),
+        uuid::Uuid::new_v4().to_string(),
+        jiff::Timestamp::now(),
+    )
+    .map_err(|e| e.to_string())?;
+    let hash = event
+        .extension_str(ocm_transport::event::extension::STATUS_HASH)
+        .unwrap_or_default()
+        .to_owned();
+    hub.publish(&event).await.map_err(|e| e.to_string())?;
+    tracing::debug!(work = %name_of(work), "status sent");
+    Ok(hash)
+}
+
+/// Points each resource of `status` at the work `uid` (and forgets what it no longer has).
+fn reindex(
+    index: &mut HashMap<ResourceKey, BTreeSet<String>>,
+    uid: &str,
+    status: &ManifestWorkStatus,
+) {
+    for works in index.values_mut() {
+        works.remove(uid);
+    }
+    index.retain(|_, works| !works.is_empty());
+    for manifest in &status.resource_status.manifests {
+        let meta = &manifest.resource_meta;
+        if meta.resource.is_empty() || meta.name.is_empty() {
+            continue;
+        }
+        index
+            .entry(ResourceKey {
+                group: meta.group.clone(),
+                resource: meta.resource.clone(),
+                namespace: meta.namespace.clone(),
+                name: meta.name.clone(),
+            })
+            .or_default()
+            .insert(uid.to_owned());
+    }
+}
+
+/// Watches every object of one kind; reports which changed.
+async fn watch_kind(
+    applier: Applier,
+    kind: ApiResource,
+    changed: mpsc::Sender<ResourceKey>,
+    cancel: CancellationToken,
+) {
+    let api: Api<DynamicObject> = Api::all_with(applier.client().clone(), &kind);
+    let stream = watcher::watcher(api, watcher::Config::default().any_semantic()).default_backoff();
+    futures::pin_mut!(stream);
+    loop {
+        let event = tokio::select! {
+            () = cancel.cancelled() => return,
+            event = stream.next() => event,
+        };
+        let Some(event) = event else { return };
+        let objects = match event {
+            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => vec![object],
+            // The initial listing: the works already know their objects.
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone) => {
+                continue;
+            }
+            Err(error) => {
+                tracing::debug!(kind = %kind.plural, %error, "watch interrupted");
+                continue;
+            }
+        };
+        for object in objects {
+            let key = ResourceKey {
+                group: kind.group.clone(),
+                resource: kind.plural.clone(),
+                namespace: object.metadata.namespace.clone().unwrap_or_default(),
+                name: object.metadata.name.clone().unwrap_or_default(),
+            };
+            if changed.send(key).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Marks AppliedManifestWorks of works the hub no longer has (or of another hub) for eviction,
+/// clears the mark of those that came back, and deletes those marked longer than the grace.
+async fn evict(applier: &Applier, config: &WorkAgentConfig, known: &HashSet<String>) {
+    let api: Api<AppliedManifestWork> = Api::all(applier.client().clone());
+    let Ok(list) = api.list(&ListParams::default()).await else {
+        return;
+    };
+    let own_hash = applier.applied_name("");
+    let own_hash = own_hash.trim_end_matches('-');
+    let now = Timestamp::now();
+    for applied in list.items {
+        if applied.spec.agent_id != config.agent_id {
+            continue;
+        }
+        let name = applied.metadata.name.clone().unwrap_or_default();
+        let work = applied.spec.manifest_work_name.clone();
+        let orphaned = applied.spec.hub_hash != own_hash || !known.contains(&work);
+        let started = applied
+            .status
+            .as_ref()
+            .and_then(|s| s.eviction_start_time.clone());
+        match (orphaned, started) {
+            (false, Some(_)) => {
+                let _ = api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(serde_json::json!({"status": {"evictionStartTime": null}})),
+                    )
+                    .await;
+            }
+            (true, None) => {
+                tracing::info!(cluster = %config.cluster, work = %work, grace_s = config.eviction_grace.as_secs(), "the hub no longer has this work; evicting it after the grace period");
+                let _ = api
+                    .patch_status(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(
+                            serde_json::json!({"status": {"evictionStartTime": Time(now)}}),
+                        ),
+                    )
+                    .await;
+            }
+            (true, Some(Time(started)))
+                if now.duration_since(started).unsigned_abs() >= config.eviction_grace =>
+            {
+                tracing::warn!(cluster = %config.cluster, work = %work, "evicting: deleting what the work applied");
+                if let Err(error) = applier.delete_applied(&name, &work).await {
+                    tracing::warn!(cluster = %config.cluster, work = %work, %error, "eviction not finished");
+                }
+            }
+            _ => {}
+        }
+    }
+}

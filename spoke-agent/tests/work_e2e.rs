@@ -1,0 +1,224 @@
+//! Work delivery end to end: a real hub (`ocm-hub`'s assembly with its work service), a real
+//! managed cluster with kwok nodes, the agent joined over gRPC and mTLS. A ManifestWork created
+//! on the hub lands on the spoke; its status comes back with the replicas fed back; an edit on
+//! the spoke is put back within seconds (watch-driven); a change of the work is followed; and
+//! deleting the work removes its resources, after which the hub lets the ManifestWork go.
+
+#![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use ocm_api::cluster::v1::{CONDITION_AVAILABLE as CLUSTER_AVAILABLE, ManagedCluster};
+use ocm_api::condition::{self, ConditionStatus};
+use ocm_api::k8s_openapi::api::apps::v1::Deployment;
+use ocm_api::k8s_openapi::api::core::v1::ConfigMap;
+use ocm_api::kube::Api;
+use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use ocm_api::work::v1::{
+    CONDITION_APPLIED, CONDITION_AVAILABLE, FeedbackRule, FeedbackType, Manifest,
+    ManifestConfigOption, ManifestWork, ManifestWorkSpec, ManifestsTemplate, ResourceIdentifier,
+};
+use ocm_spoke_agent::agent::{self, AgentConfig, WorkOptions};
+use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
+use ocm_spoke_agent::status::ClaimPolicy;
+use ocm_testenv::Cluster;
+use serde_json::json;
+use support::{BOOTSTRAP_USER, config, start_hub};
+use tokio_util::sync::CancellationToken;
+
+async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    ocm_testenv::eventually(what, Duration::from_secs(60), check).await
+}
+
+fn manifests(replicas: i64, setting: &str) -> Vec<Manifest> {
+    [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "app"}, "data": {"mode": setting}}),
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "app"},
+            "spec": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}},
+                             "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}
+            }
+        }),
+    ]
+    .into_iter()
+    .map(Manifest)
+    .collect()
+}
+
+fn feedback_config() -> Vec<ManifestConfigOption> {
+    let mut option = ManifestConfigOption::new(ResourceIdentifier {
+        group: "apps".into(),
+        resource: "deployments".into(),
+        name: "web".into(),
+        namespace: "app".into(),
+    });
+    option.feedback_rules = vec![FeedbackRule {
+        r#type: FeedbackType::WellKnownStatus,
+        json_paths: Vec::new(),
+    }];
+    vec![option]
+}
+
+fn work_condition(work: &ManifestWork, t: &str) -> Option<ConditionStatus> {
+    let conditions = work.status.as_ref()?.conditions.clone();
+    condition::find(&conditions, t).map(|c| c.status)
+}
+
+fn feedback(work: &ManifestWork, name: &str) -> Option<i64> {
+    work.status
+        .as_ref()?
+        .resource_status
+        .manifests
+        .iter()
+        .flat_map(|m| m.status_feedback.values.iter())
+        .find(|v| v.name == name)
+        .and_then(|v| v.field_value.integer)
+}
+
+#[tokio::test]
+async fn a_manifest_work_is_applied_fed_back_kept_followed_and_deleted() {
+    let (hub_cluster, spoke_cluster) =
+        tokio::join!(Cluster::start("work-hub"), Cluster::start("work-spoke"));
+    let (hub_cluster, spoke_cluster) = (hub_cluster.unwrap(), spoke_cluster.unwrap());
+    let (hub, spoke) = (
+        hub_cluster.client().unwrap(),
+        spoke_cluster.client().unwrap(),
+    );
+    let cancel = CancellationToken::new();
+    // The bootstrap identity is auto-approved, so the cluster is also accepted automatically.
+    let (port, ca, token) = start_hub(&hub, vec![BOOTSTRAP_USER.into()], &cancel).await;
+    let running = CancellationToken::new();
+    let agent = tokio::spawn(agent::run(
+        spoke.clone(),
+        AgentConfig {
+            bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
+            credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
+            status_every: Duration::from_millis(500),
+            claims: ClaimPolicy::default(),
+            work: WorkOptions::default(),
+        },
+        running.clone(),
+    ));
+    let clusters: Api<ManagedCluster> = Api::all(hub.clone());
+    eventually("cluster1 Available", async || {
+        let cluster = clusters.get_opt("cluster1").await.unwrap()?;
+        let conditions = cluster.status?.conditions;
+        (condition::find(&conditions, CLUSTER_AVAILABLE)?.status == ConditionStatus::True)
+            .then_some(())
+    })
+    .await;
+
+    // Created on the hub → applied on the spoke → Applied and Available on the hub.
+    let works: Api<ManifestWork> = Api::namespaced(hub.clone(), "cluster1");
+    let mut work = ManifestWork::new(
+        "web",
+        ManifestWorkSpec {
+            workload: ManifestsTemplate {
+                manifests: manifests(2, "blue"),
+            },
+            manifest_configs: feedback_config(),
+            ..ManifestWorkSpec::default()
+        },
+    );
+    work.metadata.namespace = Some("cluster1".into());
+    let created = Instant::now();
+    works.create(&PostParams::default(), &work).await.unwrap();
+    eventually("Applied on the hub", async || {
+        let work = works.get("web").await.unwrap();
+        (work_condition(&work, CONDITION_APPLIED) == Some(ConditionStatus::True)).then_some(())
+    })
+    .await;
+    eprintln!(
+        "ManifestWork created → Applied on the hub: {:?}",
+        created.elapsed()
+    );
+    let config_maps: Api<ConfigMap> = Api::namespaced(spoke.clone(), "app");
+    assert_eq!(
+        config_maps.get("settings").await.unwrap().data.unwrap()["mode"],
+        "blue"
+    );
+    eventually("Available with 2 replicas fed back", async || {
+        let work = works.get("web").await.unwrap();
+        (work_condition(&work, CONDITION_AVAILABLE) == Some(ConditionStatus::True)
+            && feedback(&work, "AvailableReplicas") == Some(2))
+        .then_some(())
+    })
+    .await;
+    let hub_work = works.get("web").await.unwrap();
+    assert!(
+        hub_work
+            .metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&"cluster.open-cluster-management.io/manifest-work-cleanup".to_owned()),
+        "the hub holds the work until the agent has cleaned up"
+    );
+
+    // An edit on the spoke is put back, driven by the watch, not the 60 s pass.
+    config_maps
+        .patch(
+            "settings",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"mode": "edited"}})),
+        )
+        .await
+        .unwrap();
+    let edited = Instant::now();
+    ocm_testenv::eventually("the edit put back", Duration::from_secs(10), async || {
+        (config_maps.get("settings").await.unwrap().data.unwrap()["mode"] == "blue").then_some(())
+    })
+    .await;
+    eprintln!("spoke edit → restored: {:?}", edited.elapsed());
+
+    // The work changes on the hub: followed, and the new replicas fed back.
+    let mut changed = works.get("web").await.unwrap();
+    changed.spec.workload.manifests = manifests(3, "green");
+    works
+        .replace("web", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    eventually("3 replicas fed back", async || {
+        let work = works.get("web").await.unwrap();
+        (feedback(&work, "AvailableReplicas") == Some(3)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        config_maps.get("settings").await.unwrap().data.unwrap()["mode"],
+        "green"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(spoke.clone(), "app");
+    assert_eq!(
+        deployments.get("web").await.unwrap().spec.unwrap().replicas,
+        Some(3)
+    );
+
+    // Deleted on the hub: the resources go, then the hub lets the work go.
+    works.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("the ManifestWork gone from the hub", async || {
+        works.get_opt("web").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    eventually("the ConfigMap gone from the spoke", async || {
+        config_maps
+            .get_opt("settings")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(deployments.get_opt("web").await.unwrap().is_none());
+
+    running.cancel();
+    agent.await.unwrap().unwrap();
+    cancel.cancel();
+    hub_cluster.stop();
+    spoke_cluster.stop();
+}
