@@ -497,3 +497,89 @@ async fn deleting_a_work_removes_all_none_or_all_but_the_listed() {
     );
     cluster.stop();
 }
+
+#[tokio::test]
+async fn a_work_with_an_executor_applies_only_what_that_account_may() {
+    use ocm_api::k8s_openapi::api::rbac::v1::{Role, RoleBinding, RoleRef, Subject};
+    use ocm_api::work::v1::{
+        ExecutorSubjectType, ManifestWorkExecutor, ManifestWorkExecutorSubject,
+        ManifestWorkSubjectServiceAccount,
+    };
+    let (cluster, client) = spoke("work-executor").await;
+    let applier = applier(&client);
+    let mut w = work("as-deployer", vec![plain_config_map("deployed", "1")], 1);
+    w.spec.executor = Some(ManifestWorkExecutor {
+        subject: Some(ManifestWorkExecutorSubject {
+            r#type: ExecutorSubjectType::ServiceAccount,
+            service_account: Some(ManifestWorkSubjectServiceAccount {
+                namespace: "default".into(),
+                name: "deployer".into(),
+            }),
+        }),
+    });
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let refused = applier.apply(&w).await.unwrap();
+    let (status, message) = condition_of(
+        manifest(&refused, "ConfigMap", "deployed"),
+        CONDITION_APPLIED,
+    )
+    .unwrap();
+    assert_eq!(status, ConditionStatus::False);
+    assert!(
+        message.contains("not allowed")
+            && message.contains("system:serviceaccount:default:deployer"),
+        "{message}"
+    );
+    assert!(
+        config_maps.get_opt("deployed").await.unwrap().is_none(),
+        "nothing applied"
+    );
+
+    // Granted what applying needs (in this namespace): applied.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "deployer", "namespace": "default"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "update", "patch", "delete"]}]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), "default")
+        .create(&Default::default(), &role)
+        .await
+        .unwrap();
+    let binding = RoleBinding {
+        metadata: ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: Some("deployer".into()),
+            namespace: Some("default".into()),
+            ..Default::default()
+        },
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: "deployer".into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: "deployer".into(),
+            namespace: Some("default".into()),
+            ..Default::default()
+        }]),
+    };
+    Api::<RoleBinding>::namespaced(client.clone(), "default")
+        .create(&Default::default(), &binding)
+        .await
+        .unwrap();
+    let applied = ocm_testenv::eventually(
+        "applied once granted",
+        Duration::from_secs(20),
+        async || {
+            let outcome = applier.apply(&w).await.unwrap();
+            (!outcome.failed).then_some(outcome)
+        },
+    )
+    .await;
+    assert_eq!(
+        work_condition(&applied, CONDITION_APPLIED),
+        Some(ConditionStatus::True)
+    );
+    assert!(config_maps.get_opt("deployed").await.unwrap().is_some());
+    cluster.stop();
+}

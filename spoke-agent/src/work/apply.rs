@@ -101,6 +101,9 @@ pub enum ApplyError {
     UnknownKind(String),
     #[error("server-side apply conflict: {0}")]
     Conflict(String),
+    /// The work's executor may not apply it.
+    #[error("{0}")]
+    NotAllowed(String),
     #[error("{verb} {what}: {source}")]
     Api {
         verb: &'static str,

@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod apply;
+pub mod executor;
 pub mod feedback;
 pub mod reconcile;
 pub mod status;

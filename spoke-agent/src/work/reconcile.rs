@@ -271,6 +271,18 @@ impl Applier {
         let owned = work
             .spec
             .owns(&meta.group, &meta.resource, &meta.namespace, &meta.name);
+        if let Some(account) = work
+            .spec
+            .executor
+            .as_ref()
+            .and_then(|e| e.subject.as_ref())
+            .and_then(|s| s.service_account.as_ref())
+            && strategy != Strategy::ReadOnly
+        {
+            super::executor::check(&self.client, account, meta, owned)
+                .await
+                .map_err(ApplyError::NotAllowed)?;
+        }
         apply::apply(
             &self.client,
             &self.resolver,
