@@ -192,9 +192,8 @@ impl SubjectAccessReviewAuthorizer {
     /// (accepted, denied), and an agent resubscribing now must not meet a stale denial.
     pub fn forget_cluster(&self, cluster: &str) {
         let group = format!("{}{cluster}", ocm_api::registration::CLUSTER_GROUP_PREFIX);
-        self.cache.retain(|(who, request)| {
-            request.namespace != cluster && !who.groups.contains(&group)
-        });
+        self.cache
+            .retain(|(who, request)| request.namespace != cluster && !who.groups.contains(&group));
     }
 }
 
