@@ -2,8 +2,8 @@
 //! apiserver with auto-approval, then ten thousand of them heartbeat.
 //!
 //! `cargo build --release -p ocm-hub-server --bin ocm-hub && cargo bench -p ocm-sim --bench
-//!  registration [-- --joiners 500 --total 10000 --in-flight 500 --lease 10 --settle 30
-//!  --window 60]`
+//!  registration [-- --joiners 500 --total 10000 --in-flight 1000 --ramp shortcut --lease 10
+//!  --settle 30 --window 60]`
 //!
 //! - A hub cluster (etcd, kube-apiserver, kube-controller-manager, … from `ocm-testenv`) and the
 //!   real `ocm-hub` binary as a child process, with `--auto-approved-users` naming the bootstrap
@@ -15,20 +15,30 @@
 //!   (ECDSA key, CSR, ManagedCluster over gRPC with the bootstrap token), then its own mutual-TLS
 //!   connection, and once accepted renews its lease and reports Joined and Available, with the
 //!   agent's own code ([`ocm_sim::spoke`]). Measured: from the start until each ManagedCluster
-//!   is `Available=True` on the hub apiserver (a watch in this process); p50, p99, all.
+//!   is `Available=True` on the hub apiserver (a watch in this process); p50, p99, all; and for
+//!   each spoke when its certificate arrived, when its own subscription was allowed and when it
+//!   saw itself accepted.
 //! - **Memory**: hub RSS before the first spoke, with the joiners, and with `--total`; per
 //!   registered cluster = growth ÷ clusters.
-//! - **Ramp**: the rest of `--total` join exactly the same way (the real flow, no shortcut),
-//!   at most `--in-flight` at a time not yet Available. As a hub administrator would, the
-//!   benchmark sets `leaseDurationSeconds: --lease` on every cluster once it is Available (OCM's
-//!   agents create their ManagedCluster with the default 60 s); the agents follow the new period.
-//! - **Heartbeat**: with every cluster Available and on the shorter lease, after `--settle`
-//!   seconds, a `--window`-second window: hub CPU (utime+stime from `/proc`) as % of one core;
-//!   apiserver write requests per second (growth of `apiserver_request_total` for POST, PUT,
-//!   PATCH, APPLY, DELETE, without access and token reviews, which store nothing and are shown
-//!   apart) with the largest contributors; storage writes per second (`etcd_requests_total`
-//!   create/update/delete: what reached etcd); renewals the spokes sent; and that no cluster left
-//!   Available.
+//! - **Ramp** to `--total`, at most `--in-flight` clusters at a time not yet Available. With
+//!   `--ramp shortcut` (the default) the ManagedCluster is created through the hub's broker with
+//!   the bootstrap token, as bootstrap's first step does (with `leaseDurationSeconds: --lease`),
+//!   the spoke's certificate is issued from the hub CA (the Secret `ocm-hub-ca`, the subject the
+//!   hub's signer would issue) instead of through a CSR, and the spoke connects once the hub has
+//!   accepted its cluster; from there on it is the same spoke, and the hub does all the rest
+//!   (create, auto-accept, per-cluster RBAC, namespace, lease, availability, status). With
+//!   `--ramp bootstrap` every spoke joins as the joiners do. Measured: time, the apiserver write
+//!   requests it took per cluster, and each process's CPU meanwhile.
+//! - **Heartbeat**: the joiners get `leaseDurationSeconds: --lease` from the benchmark as a hub
+//!   administrator would set it (OCM's agents create their ManagedCluster with the default
+//!   60 s), and their agents follow it. With every cluster Available, after at least `--settle`
+//!   seconds and until the apiserver's write rate stops falling (the hub's backlog from the ramp
+//!   is done, at most 5 minutes), a `--window`-second window: hub CPU (utime+stime from `/proc`)
+//!   as % of one core, and the other processes'; apiserver write requests per second (growth of
+//!   `apiserver_request_total` for POST, PUT, PATCH, APPLY, DELETE, without access and token
+//!   reviews, which store nothing and are shown apart) with the largest contributors; storage
+//!   writes per second (`etcd_requests_total` create/update/delete: what reached etcd);
+//!   renewals the spokes sent; and that no cluster left Available.
 //!
 //! Everything shares the machine: apiserver, etcd, hub and the simulated spokes' TLS. Under
 //! `cargo test` (no `--bench` argument) it makes one small pass, so the suite keeps it working.
@@ -110,12 +120,12 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         joiners: 500,
         total: 10_000,
-        in_flight: 500,
+        in_flight: 1_000,
         lease_seconds: 10,
         settle: Duration::from_secs(30),
         window: Duration::from_secs(60),
         ramp: Ramp::Shortcut,
-        phase_timeout: Duration::from_secs(900),
+        phase_timeout: Duration::from_secs(1_800),
     };
     for pair in args.windows(2) {
         let value = pair[1].as_str();
@@ -508,6 +518,39 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     outcome
 }
 
+/// Waits at least `--settle`, then until the apiserver's write rate over 10 s stops falling (at
+/// most 5 minutes): the hub's backlog from the ramp is worked off.
+async fn settle(kube: &Client, options: &Options) -> anyhow::Result<()> {
+    let writes = async || -> anyhow::Result<f64> {
+        Ok(Metrics::scrape(kube, METRICS)
+            .await?
+            .sum("apiserver_request_total", measure::is_stored_write))
+    };
+    let started = Instant::now();
+    let interval = Duration::from_secs(10).min(options.settle.max(Duration::from_secs(1)));
+    let mut previous_rate = f64::INFINITY;
+    let mut last = writes().await?;
+    loop {
+        tokio::time::sleep(interval).await;
+        let now = writes().await?;
+        let rate = (now - last) / interval.as_secs_f64();
+        last = now;
+        let settled = started.elapsed() >= options.settle && rate >= previous_rate * 0.9;
+        if settled || started.elapsed() >= Duration::from_secs(300) {
+            eprintln!(
+                "[settle] {:.0} s: {rate:.0} write requests/s; measuring",
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        eprintln!(
+            "[settle] {:.0} s: {rate:.0} write requests/s",
+            started.elapsed().as_secs_f64()
+        );
+        previous_rate = rate;
+    }
+}
+
 /// A fresh directory for this run's logs (kept when the run fails).
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
     let dir = std::env::temp_dir().join(format!("ocm-sim-registration-{}", std::process::id()));
@@ -733,7 +776,7 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     eprintln!(
-        "[ramp] {} Available after {}; every lease at {} s; settling {} s",
+        "[ramp] {} Available after {}; every lease at {} s; settling at least {} s",
         options.total,
         secs(ramp),
         options.lease_seconds,
@@ -741,7 +784,7 @@ async fn run(
     );
 
     // Heartbeat: a quiet window with every cluster renewing.
-    tokio::time::sleep(options.settle).await;
+    settle(kube, options).await?;
     let metrics_before = Metrics::scrape(kube, METRICS).await?;
     let renewals_before = spokes.counters.renewals.load(Ordering::Relaxed);
     let cpu_before = CpuReading::take(&pids)?;

@@ -223,6 +223,90 @@ pub async fn start(
     Ok(registration)
 }
 
+/// The main job's ManifestWork: an nginx Deployment (two replicas) with its replica counts fed
+/// back (OCM's WellKnownStatus).
+pub fn nginx_work(cluster: &str) -> ocm_api::work::v1::ManifestWork {
+    use ocm_api::work::v1::{
+        FeedbackRule, FeedbackType, Manifest, ManifestConfigOption, ResourceIdentifier,
+    };
+    let deployment = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "nginx", "namespace": "default", "labels": {"app": "nginx"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "nginx"}},
+            "template": {
+                "metadata": {"labels": {"app": "nginx"}},
+                "spec": {"containers": [{"name": "nginx", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]}
+            }
+        }
+    });
+    let mut work = ocm_cli::works::work("nginx", cluster, &[Manifest(deployment)]);
+    let mut feedback = ManifestConfigOption::new(ResourceIdentifier {
+        group: "apps".into(),
+        resource: "deployments".into(),
+        name: "nginx".into(),
+        namespace: "default".into(),
+    });
+    feedback.feedback_rules = vec![FeedbackRule {
+        r#type: FeedbackType::WellKnownStatus,
+        json_paths: Vec::new(),
+    }];
+    work.spec.manifest_configs = vec![feedback];
+    work
+}
+
+/// Delivers [`nginx_work`] to `cluster` through the hub and waits until the hub shows it Applied
+/// and Available with both replicas available.
+pub async fn deliver_nginx(
+    hub: &Cluster,
+    cluster: &str,
+    timeout: Duration,
+) -> Result<(), TestEnvError> {
+    use ocm_api::work::v1::{CONDITION_APPLIED, CONDITION_AVAILABLE, ManifestWork};
+    let client = hub.client()?;
+    let works: Api<ManifestWork> = Api::namespaced(client, cluster);
+    let work = nginx_work(cluster);
+    match works
+        .create(&ocm_api::kube::api::PostParams::default(), &work)
+        .await
+    {
+        Ok(_) => {}
+        Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => {
+            return Err(TestEnvError::Ocm(format!(
+                "creating the nginx ManifestWork: {error}"
+            )));
+        }
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Ok(Some(work)) = works.get_opt("nginx").await {
+            let status = work.status.clone().unwrap_or_default();
+            let is_true = |t: &str| {
+                condition::find(&status.conditions, t)
+                    .is_some_and(|c| c.status == ConditionStatus::True)
+            };
+            let available = status
+                .resource_status
+                .manifests
+                .iter()
+                .flat_map(|m| &m.status_feedback.values)
+                .find(|v| v.name == "AvailableReplicas")
+                .and_then(|v| v.field_value.integer);
+            if is_true(CONDITION_APPLIED) && is_true(CONDITION_AVAILABLE) && available == Some(2) {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(TestEnvError::Ocm(format!(
+                "the nginx ManifestWork for {cluster} never became Applied and Available with 2 replicas"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn io(what: &str, error: &std::io::Error) -> TestEnvError {
     TestEnvError::Ocm(format!("{what}: {error}"))
 }

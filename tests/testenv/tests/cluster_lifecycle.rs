@@ -221,7 +221,7 @@ fn component_pids(dir: &Path) -> Vec<u32> {
 }
 
 #[test]
-fn local_environment_up_runs_ocm_registers_its_cluster_and_down_leaves_no_process() {
+fn local_environment_up_runs_ocm_registers_its_cluster_delivers_nginx_and_down_leaves_no_process() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("env");
     // With ocm-rs itself: ocm-hub on the hub, an ocm-agent on cluster1, joined and accepted.
@@ -276,6 +276,59 @@ fn local_environment_up_runs_ocm_registers_its_cluster_and_down_leaves_no_proces
         .unwrap();
     assert!(pids.contains(&agent_pid), "{agent_pid} is not in {pids:?}");
     assert!(agent.join("bootstrap-config.yaml").is_file());
+    // The main job's work: nginx delivered through the hub, Applied and Available with its
+    // replicas fed back, its pods Running on cluster1 (kwok).
+    assert!(
+        out.contains("$ ocmctl get works") && out.contains("nginx"),
+        "the works table is shown: {out}"
+    );
+    let works = Command::new(Assets::from_env().unwrap().kubectl)
+        .arg("--kubeconfig")
+        .arg(dir.join("hub.kubeconfig"))
+        .args([
+            "get",
+            "manifestworks",
+            "-n",
+            "cluster1",
+            "nginx",
+            "-o",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    let work: serde_json::Value = serde_json::from_slice(&works.stdout).unwrap();
+    let conditions = work["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for wanted in ["Applied", "Available"] {
+        assert!(
+            conditions
+                .iter()
+                .any(|c| c["type"] == wanted && c["status"] == "True"),
+            "{wanted}: {work}"
+        );
+    }
+    let pods = Command::new(Assets::from_env().unwrap().kubectl)
+        .arg("--kubeconfig")
+        .arg(dir.join("cluster1.kubeconfig"))
+        .args([
+            "get",
+            "pods",
+            "-n",
+            "default",
+            "-l",
+            "app=nginx",
+            "--no-headers",
+        ])
+        .output()
+        .unwrap();
+    let pods = String::from_utf8_lossy(&pods.stdout);
+    assert_eq!(
+        pods.lines().filter(|l| l.contains(" Running ")).count(),
+        2,
+        "nginx pods Running on cluster1: {pods}"
+    );
     assert!(localenv(&["status"], &dir).starts_with("running"));
     assert!(localenv(&["up"], &dir).starts_with("already running"));
 

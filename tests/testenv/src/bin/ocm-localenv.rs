@@ -245,11 +245,25 @@ fn print_state(state: &State) {
             .map(|exe| exe.with_file_name("ocmctl"))
             .filter(|path| path.is_file());
         match (state.ocm.is_empty(), ocmctl) {
-            (false, Some(ocmctl)) => println!(
-                "\ntry: {} --kubeconfig {} get clusters",
-                ocmctl.display(),
-                hub.kubeconfig.display()
-            ),
+            (false, Some(ocmctl)) => {
+                // What the main job did: the clusters joined, nginx delivered to the first.
+                for what in [&["get", "clusters"][..], &["get", "works"][..]] {
+                    println!("\n$ ocmctl {}", what.join(" "));
+                    let shown = std::process::Command::new(&ocmctl)
+                        .arg("--kubeconfig")
+                        .arg(&hub.kubeconfig)
+                        .args(what)
+                        .status();
+                    if let Err(error) = shown {
+                        println!("(ocmctl did not run: {error})");
+                    }
+                }
+                println!(
+                    "\ntry: {} --kubeconfig {} get works",
+                    ocmctl.display(),
+                    hub.kubeconfig.display()
+                );
+            }
             (false, None) => println!(
                 "\ntry: kubectl --kubeconfig {} get managedclusters",
                 hub.kubeconfig.display()
@@ -302,6 +316,14 @@ async fn serve(args: &UpArgs) -> Result<()> {
     } else {
         None
     };
+    // The main job's work: nginx delivered to the first managed cluster, through the hub.
+    if registration.is_some()
+        && let (Some(hub), Some(first)) = (clusters.first(), clusters.get(1))
+    {
+        ocm_testenv::ocm::deliver_nginx(hub, first.name(), Duration::from_secs(args.timeout))
+            .await
+            .context("delivering the nginx ManifestWork")?;
+    }
     let mut state = State {
         supervisor_pid: std::process::id(),
         started_in_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
