@@ -32,8 +32,8 @@
 //! - **Heartbeat**: the joiners get `leaseDurationSeconds: --lease` from the benchmark as a hub
 //!   administrator would set it (OCM's agents create their ManagedCluster with the default
 //!   60 s), and their agents follow it. With every cluster Available, after at least `--settle`
-//!   seconds and until the apiserver's write rate stops falling (the hub's backlog from the ramp
-//!   is done, at most 5 minutes), a `--window`-second window: hub CPU (utime+stime from `/proc`)
+//!   seconds and once no ManagedCluster has changed for 15 s (the hub's work from the ramp is
+//!   done; at most 10 minutes), a `--window`-second window: hub CPU (utime+stime from `/proc`)
 //!   as % of one core, and the other processes'; apiserver write requests per second (growth of
 //!   `apiserver_request_total` for POST, PUT, PATCH, APPLY, DELETE, without access and token
 //!   reviews, which store nothing and are shown apart) with the largest contributors; storage
@@ -181,10 +181,21 @@ struct Seen {
 #[derive(Debug, Default)]
 struct Clusters {
     seen: Mutex<HashMap<String, Seen>>,
+    /// When a ManagedCluster last changed.
+    changed: Mutex<Option<Instant>>,
 }
 
 impl Clusters {
+    /// How long no ManagedCluster has changed.
+    fn quiet_for(&self) -> Duration {
+        self.changed
+            .lock()
+            .unwrap()
+            .map_or(Duration::ZERO, |at| at.elapsed())
+    }
+
     fn record(&self, cluster: &ManagedCluster) {
+        *self.changed.lock().unwrap() = Some(Instant::now());
         let Some(name) = cluster.metadata.name.clone() else {
             return;
         };
@@ -449,6 +460,7 @@ fn top(groups: &BTreeMap<String, f64>, seconds: f64, n: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 
 async fn bench(options: Options) -> anyhow::Result<()> {
+    let begun = Instant::now();
     let open_files = ocm_sim::raise_open_files_limit()?;
     ensure!(
         open_files > options.total as u64 + 1_024,
@@ -485,6 +497,7 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     )
     .await?;
     let outcome = run(&options, &cluster, &kube, &mut hub).await;
+    eprintln!("[done] whole run {}", secs(begun.elapsed()));
     hub.stop(Duration::from_secs(5));
     if let Err(err) = &outcome {
         eprintln!(
@@ -518,36 +531,38 @@ async fn bench(options: Options) -> anyhow::Result<()> {
     outcome
 }
 
-/// Waits at least `--settle`, then until the apiserver's write rate over 10 s stops falling (at
-/// most 5 minutes): the hub's backlog from the ramp is worked off.
-async fn settle(kube: &Client, options: &Options) -> anyhow::Result<()> {
+/// Waits at least `--settle`, then until no ManagedCluster has changed for 15 s (at most 10
+/// minutes): the hub's work from the ramp is done (labels, taints, acceptance, status), and what
+/// remains is the steady state, in which clusters only renew.
+async fn settle(kube: &Client, clusters: &Clusters, options: &Options) -> anyhow::Result<()> {
     let writes = async || -> anyhow::Result<f64> {
         Ok(Metrics::scrape(kube, METRICS)
             .await?
             .sum("apiserver_request_total", measure::is_stored_write))
     };
     let started = Instant::now();
-    let interval = Duration::from_secs(10).min(options.settle.max(Duration::from_secs(1)));
-    let mut previous_rate = f64::INFINITY;
+    let quiet = Duration::from_secs(15).min(options.settle.max(Duration::from_secs(1)));
+    let interval = Duration::from_secs(10).min(quiet);
     let mut last = writes().await?;
     loop {
         tokio::time::sleep(interval).await;
         let now = writes().await?;
         let rate = (now - last) / interval.as_secs_f64();
         last = now;
-        let settled = started.elapsed() >= options.settle && rate >= previous_rate * 0.9;
-        if settled || started.elapsed() >= Duration::from_secs(300) {
-            eprintln!(
-                "[settle] {:.0} s: {rate:.0} write requests/s; measuring",
-                started.elapsed().as_secs_f64()
-            );
+        let settled = started.elapsed() >= options.settle && clusters.quiet_for() >= quiet;
+        let state = if settled || started.elapsed() >= Duration::from_secs(600) {
+            "; measuring"
+        } else {
+            ""
+        };
+        eprintln!(
+            "[settle] {:.0} s: {rate:.0} write requests/s, no ManagedCluster change for {:.0} s{state}",
+            started.elapsed().as_secs_f64(),
+            clusters.quiet_for().as_secs_f64()
+        );
+        if !state.is_empty() {
             return Ok(());
         }
-        eprintln!(
-            "[settle] {:.0} s: {rate:.0} write requests/s",
-            started.elapsed().as_secs_f64()
-        );
-        previous_rate = rate;
     }
 }
 
@@ -784,7 +799,7 @@ async fn run(
     );
 
     // Heartbeat: a quiet window with every cluster renewing.
-    settle(kube, options).await?;
+    settle(kube, &clusters, options).await?;
     let metrics_before = Metrics::scrape(kube, METRICS).await?;
     let renewals_before = spokes.counters.renewals.load(Ordering::Relaxed);
     let cpu_before = CpuReading::take(&pids)?;
