@@ -42,7 +42,7 @@ use crate::hub::{self, HubUrl, ProbeError, TokenCheckError};
 use crate::local::{self, LocalError, LocalFiles, Started};
 use crate::names::{
     AGENT_CLUSTER_ROLE, AGENT_NAME, AGENT_NAMESPACE, BOOTSTRAP_CONFIG_KEY, BOOTSTRAP_SECRET,
-    FIELD_MANAGER, HUB_CREDENTIAL_SECRET, MANAGED_BY_LABEL,
+    FIELD_MANAGER, HUB_CREDENTIAL_SECRET, MANAGED_BY_LABEL, WORK_CLUSTER_ROLE,
 };
 use crate::progress::{Observer, format_elapsed};
 
@@ -307,6 +307,11 @@ pub struct AgentManifests {
     pub service_account: ServiceAccount,
     pub cluster_role: ClusterRole,
     pub cluster_role_binding: ClusterRoleBinding,
+    /// What applying ManifestWorks takes: any object a work may carry (OCM's work agent holds
+    /// `admin` plus its execution aggregate and may escalate, bind and impersonate service
+    /// accounts for executor checks — in effect the same).
+    pub work_cluster_role: ClusterRole,
+    pub work_cluster_role_binding: ClusterRoleBinding,
     pub role: Role,
     pub role_binding: RoleBinding,
     pub deployment: Deployment,
@@ -452,6 +457,23 @@ pub fn manifests(request: &JoinRequest, image: &str) -> AgentManifests {
             role_ref: role_ref("ClusterRole", AGENT_CLUSTER_ROLE),
             subjects: Some(vec![subject.clone()]),
         },
+        work_cluster_role: ClusterRole {
+            metadata: meta(WORK_CLUSTER_ROLE, None, cluster),
+            rules: Some(vec![
+                rule(&["*"], &["*"], &["*"], &[]),
+                PolicyRule {
+                    non_resource_urls: Some(vec!["*".to_owned()]),
+                    verbs: vec!["get".to_owned()],
+                    ..PolicyRule::default()
+                },
+            ]),
+            ..ClusterRole::default()
+        },
+        work_cluster_role_binding: ClusterRoleBinding {
+            metadata: meta(WORK_CLUSTER_ROLE, None, cluster),
+            role_ref: role_ref("ClusterRole", WORK_CLUSTER_ROLE),
+            subjects: Some(vec![subject.clone()]),
+        },
         role: Role {
             metadata: meta(AGENT_NAME, ns, cluster),
             rules: Some(vec![
@@ -586,6 +608,8 @@ pub async fn apply(spoke: &Client, manifests: &AgentManifests) -> Result<Vec<Str
         apply_in_namespace(spoke, &manifests.service_account).await?,
         apply_cluster_wide(spoke, &manifests.cluster_role).await?,
         apply_cluster_wide(spoke, &manifests.cluster_role_binding).await?,
+        apply_cluster_wide(spoke, &manifests.work_cluster_role).await?,
+        apply_cluster_wide(spoke, &manifests.work_cluster_role_binding).await?,
         apply_in_namespace(spoke, &manifests.role).await?,
         apply_in_namespace(spoke, &manifests.role_binding).await?,
         apply_in_namespace(spoke, &manifests.deployment).await?,

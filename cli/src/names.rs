@@ -29,6 +29,8 @@ pub const HUB_CREDENTIAL_SECRET: &str = "hub-kubeconfig-secret";
 pub const AGENT_NAME: &str = "ocm-agent";
 /// The agent's ClusterRole and ClusterRoleBinding on a managed cluster.
 pub const AGENT_CLUSTER_ROLE: &str = "open-cluster-management:ocm-agent";
+/// The ClusterRole (and binding) of the agent's work half: applying what works carry.
+pub const WORK_CLUSTER_ROLE: &str = "open-cluster-management:ocm-agent:work";
 
 /// The field manager `ocmctl` applies as.
 pub const FIELD_MANAGER: &str = "ocmctl";

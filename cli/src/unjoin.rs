@@ -14,7 +14,7 @@ use ocm_api::kube::{Api, Client};
 
 use crate::join::{self, JoinError};
 use crate::local::{self, LocalError, LocalFiles, Stopped};
-use crate::names::{AGENT_CLUSTER_ROLE, AGENT_NAMESPACE};
+use crate::names::{AGENT_CLUSTER_ROLE, AGENT_NAMESPACE, WORK_CLUSTER_ROLE};
 use crate::progress::{Observer, format_elapsed};
 
 /// What unjoining removed.
@@ -94,27 +94,25 @@ pub async fn unjoin(
             .deleted
             .push(format!("Namespace/{AGENT_NAMESPACE}"));
     }
-    if deleted(
-        Api::<ClusterRoleBinding>::all(spoke.clone())
-            .delete(AGENT_CLUSTER_ROLE, &DeleteParams::default())
-            .await,
-    )
-    .map_err(kube("deleting the agent's ClusterRoleBinding"))?
-    {
-        unjoined
-            .deleted
-            .push(format!("ClusterRoleBinding/{AGENT_CLUSTER_ROLE}"));
-    }
-    if deleted(
-        Api::<ClusterRole>::all(spoke.clone())
-            .delete(AGENT_CLUSTER_ROLE, &DeleteParams::default())
-            .await,
-    )
-    .map_err(kube("deleting the agent's ClusterRole"))?
-    {
-        unjoined
-            .deleted
-            .push(format!("ClusterRole/{AGENT_CLUSTER_ROLE}"));
+    for role in [AGENT_CLUSTER_ROLE, WORK_CLUSTER_ROLE] {
+        if deleted(
+            Api::<ClusterRoleBinding>::all(spoke.clone())
+                .delete(role, &DeleteParams::default())
+                .await,
+        )
+        .map_err(kube("deleting the agent's ClusterRoleBinding"))?
+        {
+            unjoined.deleted.push(format!("ClusterRoleBinding/{role}"));
+        }
+        if deleted(
+            Api::<ClusterRole>::all(spoke.clone())
+                .delete(role, &DeleteParams::default())
+                .await,
+        )
+        .map_err(kube("deleting the agent's ClusterRole"))?
+        {
+            unjoined.deleted.push(format!("ClusterRole/{role}"));
+        }
     }
     let started = tokio::time::Instant::now();
     let what = format!("waiting for namespace {AGENT_NAMESPACE} to be deleted");

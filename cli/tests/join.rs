@@ -429,8 +429,10 @@ async fn join_refuses_what_cannot_work_and_writes_the_agent_to_the_managed_clust
     };
     assert!(agent_may("create", "secrets", Some(AGENT_NAMESPACE)).await);
     assert!(agent_may("list", "nodes", None).await);
-    assert!(!agent_may("get", "secrets", Some("kube-system")).await);
-    assert!(!agent_may("create", "deployments", Some("default")).await);
+    // The work half applies whatever ManifestWorks carry, as OCM's work agent (admin plus its
+    // execution aggregate) does: through its own ClusterRole, removed by unjoin.
+    assert!(agent_may("create", "deployments", Some("default")).await);
+    assert!(agent_may("impersonate", "serviceaccounts", Some("default")).await);
 
     // This cluster joined as cluster2: another name is refused, for join and unjoin alike.
     let renamed = join(&with_flag(&in_cluster, "--cluster-name", "cluster3"));
@@ -466,6 +468,8 @@ async fn join_refuses_what_cannot_work_and_writes_the_agent_to_the_managed_clust
         "Namespace/open-cluster-management-agent",
         "ClusterRole/open-cluster-management:ocm-agent",
         "ClusterRoleBinding/open-cluster-management:ocm-agent",
+        "ClusterRole/open-cluster-management:ocm-agent:work",
+        "ClusterRoleBinding/open-cluster-management:ocm-agent:work",
     ] {
         assert!(
             unjoined

@@ -18,6 +18,7 @@ use ocm_api::kube::runtime::watcher;
 use ocm_api::kube::{Api, Client};
 use ocm_transport::broker::{self, Broker, BrokerConfig, EventHandler};
 use ocm_transport::event_type::DataType;
+use ocm_transport::mqtt_transport::MqttSettings;
 use ocm_transport::registration::{CLUSTER_NAME_LABEL, RegistrationKind};
 use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
 use prometheus_client::registry::Registry;
@@ -54,6 +55,9 @@ pub struct HubConfig {
     /// A ServiceAccount (`namespace`, `name`) whose tokens agents join with: created with OCM's
     /// bootstrap ClusterRole, as OCM's cluster manager sets it up.
     pub bootstrap_service_account: Option<(String, String)>,
+    /// Also serve ManifestWorks over this MQTT broker (OCM's `--work-driver=mqtt`), as the
+    /// source `kube`.
+    pub work_mqtt: Option<MqttSettings>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +87,8 @@ pub enum HubError {
     Bootstrap(String),
     #[error(transparent)]
     Webhook(#[from] crate::webhook::WebhookError),
+    #[error("the MQTT work driver: {0}")]
+    Mqtt(String),
 }
 
 /// Runs the hub against `client`'s cluster until `cancel`, without the ManifestWork admission
@@ -106,6 +112,12 @@ pub async fn run_with_webhook(
 ) -> Result<(), HubError> {
     let mut registry = Registry::default();
     let metrics = HubMetrics::register(&mut registry);
+    let outbox = Outbox::new();
+    registry.register(
+        "ocm_hub_sent_events",
+        "CloudEvents the hub sent to agents, by data type and action",
+        outbox.sent_counter(),
+    );
     let readiness = Arc::new(Readiness::default());
     let health = bind(config.health_listen, "the health endpoint").await?;
     tokio::spawn(http::serve(
@@ -141,7 +153,6 @@ pub async fn run_with_webhook(
             .map_err(|e| HubError::Bootstrap(e.to_string()))?;
     }
 
-    let outbox = Outbox::new();
     let liveness = Arc::new(Liveness::new());
     let mut handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::new();
     add(
@@ -179,14 +190,17 @@ pub async fn run_with_webhook(
         crate::work::WorkConfig::default(),
         cancel.clone(),
     );
-    handlers.insert(
-        DataType::manifest_bundles(),
-        Arc::new(Counted::new(
-            works,
-            DataType::manifest_bundles().to_string(),
-            Arc::clone(&metrics),
-        )),
-    );
+    let work_handler: Arc<dyn EventHandler> = Arc::new(Counted::new(
+        works.clone(),
+        DataType::manifest_bundles().to_string(),
+        Arc::clone(&metrics),
+    ));
+    handlers.insert(DataType::manifest_bundles(), Arc::clone(&work_handler));
+    if let Some(settings) = config.work_mqtt.clone() {
+        tracing::info!(broker = %format!("{}:{}", settings.host, settings.port), "serving ManifestWorks over MQTT too");
+        crate::work::mqtt::start(settings, works, work_handler, &outbox, cancel.clone())
+            .map_err(|e| HubError::Mqtt(e.to_string()))?;
+    }
     let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
         client.clone(),
         config.auth_cache_ttl,

@@ -19,6 +19,8 @@ use ocm_hub_server::registration::availability::AvailabilityConfig;
 use ocm_hub_server::webhook::WebhookConfig;
 use ocm_transport::broker::BrokerConfig;
 use ocm_transport::grpc_config::parse_go_duration;
+use ocm_transport::mqtt_config::MqttConfig;
+use ocm_transport::mqtt_transport::Role;
 use tokio_util::sync::CancellationToken;
 
 /// The ocm-rs hub: OCM's registration controllers and CloudEvents broker.
@@ -70,6 +72,18 @@ struct Cli {
     /// join with its tokens.
     #[arg(long, value_parser = namespaced_name)]
     bootstrap_service_account: Option<(String, String)>,
+    /// How ManifestWorks reach agents besides the gRPC broker: `grpc` (only it) or `mqtt` (also
+    /// an MQTT v5 broker, configured by --work-driver-config), as OCM's `--work-driver`.
+    #[arg(long, default_value = "grpc", value_parser = ["grpc", "mqtt"])]
+    work_driver: String,
+    /// OCM's MQTT config file (brokerHost, caFile, clientCertFile, clientKeyFile, topics) for
+    /// `--work-driver mqtt`. The topics must name the source `kube`, e.g.
+    /// `sources/kube/consumers/+/sourceevents`.
+    #[arg(long)]
+    work_driver_config: Option<PathBuf>,
+    /// MQTT client ID of the hub (unique per hub replica).
+    #[arg(long, default_value = "ocm-hub")]
+    mqtt_client_id: String,
     /// Where the ManifestWork admission webhook listens (HTTPS). Port 0: one the system picks;
     /// the webhook configuration registered with the apiserver names the port bound.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -133,6 +147,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     webhook.limits.max_manifests_size = cli.max_work_size;
     let mut pki = PkiConfig::new(cli.grpc_hosts);
     pki.namespace = cli.namespace;
+    let work_mqtt = match (cli.work_driver.as_str(), &cli.work_driver_config) {
+        ("mqtt", Some(path)) => {
+            let path = path.clone();
+            let mqtt = tokio::task::spawn_blocking(move || MqttConfig::load(&path)).await??;
+            Some(mqtt.settings(
+                &cli.mqtt_client_id,
+                Role::Source {
+                    source_id: ocm_hub_server::services::HUB_SOURCE.to_owned(),
+                },
+                // Room for a spec event to every cluster of a large fleet at once.
+                65_536,
+            )?)
+        }
+        ("mqtt", None) => anyhow::bail!("--work-driver mqtt needs --work-driver-config <file>"),
+        _ => None,
+    };
     let config = HubConfig {
         grpc_listen: cli.grpc_listen,
         health_listen: cli.health_listen,
@@ -152,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         max_message_size: cli.max_message_size,
         bootstrap_service_account: cli.bootstrap_service_account,
+        work_mqtt,
     };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();

@@ -465,6 +465,7 @@ fn hub_config(health_port: u16) -> HubConfig {
         broker: BrokerConfig::default(),
         max_message_size: 4 << 20,
         bootstrap_service_account: None,
+        work_mqtt: None,
     }
 }
 

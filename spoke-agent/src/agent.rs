@@ -22,16 +22,18 @@ use ocm_api::registration::CLUSTER_LEASE;
 use ocm_transport::CloudEvent;
 use ocm_transport::client::{self, InboxOptions, Interest, Publisher, Role, TransportConfig};
 use ocm_transport::event_type::{DataType, EventAction, SubResource};
+use ocm_transport::mqtt_config::MqttConfig;
 use ocm_transport::registration::{self, Decoded, RegistrationKind};
 use ocm_transport::tls::PemIdentity;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{self, BootstrapConfig};
-use crate::credentials::CredentialStore;
+use crate::credentials::{AGENT_NAMESPACE, CredentialStore};
 use crate::rotation::{self, CertificateError, Validity};
 use crate::status::{self, ClaimPolicy};
 use crate::work::agent::{self as work_agent, WorkAgentConfig, WorkInbox};
+use crate::work::cache::WorkCache;
 use crate::work::reconcile::Applier;
 
 /// How the agent runs.
@@ -49,7 +51,7 @@ pub struct AgentConfig {
 }
 
 /// The work agent's settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct WorkOptions {
     /// The longest raw-JSON feedback value reported.
     pub max_json_raw: usize,
@@ -57,6 +59,9 @@ pub struct WorkOptions {
     pub eviction_grace: Duration,
     /// The slow pass over every work, besides the watches.
     pub resync_every: Duration,
+    /// Where ManifestWorks come from: the hub's gRPC broker (`None`, over the registration
+    /// connection) or an MQTT broker (OCM's `--workload-source-driver=mqtt`).
+    pub mqtt: Option<MqttConfig>,
 }
 
 impl Default for WorkOptions {
@@ -65,6 +70,7 @@ impl Default for WorkOptions {
             max_json_raw: ocm_api::work::v1::DEFAULT_MAX_JSON_RAW_LENGTH,
             eviction_grace: Duration::from_secs(3600),
             resync_every: Duration::from_secs(60),
+            mqtt: None,
         }
     }
 }
@@ -81,6 +87,8 @@ pub enum AgentError {
     NotGrpc,
     #[error(transparent)]
     Certificate(#[from] CertificateError),
+    #[error("the work transport: {0}")]
+    WorkTransport(String),
 }
 
 /// Why a connection with one credential ended.
@@ -168,11 +176,10 @@ async fn connected(
         role: Role::Agent {
             cluster: name.cluster.clone(),
         },
-        data_types: vec![
-            DataType::managed_clusters(),
-            DataType::leases(),
-            DataType::manifest_bundles(),
-        ],
+        data_types: [DataType::managed_clusters(), DataType::leases()]
+            .into_iter()
+            .chain(config.work.mqtt.is_none().then(DataType::manifest_bundles))
+            .collect(),
     };
     let connection = cancel.child_token();
     // The connection's tasks end with this function, whatever the way out.
@@ -187,7 +194,7 @@ async fn connected(
         return Err(AgentError::NotGrpc);
     };
     let mut refusal = grpc_client.credential_refusal();
-    let (works_tx, works_resync_tx) = start_work_agent(spoke, config, &hub, &connection);
+    let (works_tx, works_resync_tx) = start_work_agent(spoke, config, &hub, &connection)?;
     let mut identity = identity;
     let mut validity = Validity::of(&identity.cert_chain)?;
     let mut renew_at = validity.renewal_due(rotation::jittered_fraction());
@@ -277,9 +284,11 @@ async fn connected(
                         // now rather than after the old period (OCM resets its ticker too).
                         let newly_accepted = accepted(Some(&current)) && !accepted(cluster.as_ref());
                         let period_changed = cluster.as_ref().map(|c| c.spec.lease_duration()) != Some(current.spec.lease_duration());
-                        if newly_accepted {
+                        if newly_accepted && cluster.is_some() {
                             // Subscriptions refused until now (leases, works) need not wait out
-                            // their backoff.
+                            // their backoff. Only on a transition seen: an agent that starts
+                            // already accepted subscribed fine, and resubscribing would make
+                            // it resync everything twice.
                             grpc_client.resubscribe();
                         }
                         if newly_accepted || period_changed {
@@ -311,32 +320,98 @@ fn start_work_agent(
     config: &AgentConfig,
     hub: &Publisher,
     connection: &CancellationToken,
-) -> (mpsc::Sender<CloudEvent>, mpsc::Sender<()>) {
+) -> Result<(mpsc::Sender<CloudEvent>, mpsc::Sender<()>), AgentError> {
     let name = &config.bootstrap.name;
     let hub_url = match &config.bootstrap.transport {
         TransportConfig::Grpc(grpc) => grpc.url.clone(),
         TransportConfig::Mqtt(_) => String::new(),
     };
     let agent_id = format!("{}-{}", name.cluster, name.agent);
+    let hub_hash = ocm_api::work::v1::hub_hash(&hub_url);
     let applier = Applier::new(
         spoke.clone(),
-        ocm_api::work::v1::hub_hash(&hub_url),
+        hub_hash.clone(),
         agent_id.clone(),
         config.work.max_json_raw,
     );
     let mut work_config = WorkAgentConfig::new(&name.cluster, &agent_id);
+    work_config.cache = Some(WorkCache::new(
+        spoke.clone(),
+        AGENT_NAMESPACE,
+        &agent_id,
+        &hub_hash,
+    ));
     work_config.eviction_grace = config.work.eviction_grace;
     work_config.resync_every = config.work.resync_every;
     let (events_tx, events) = mpsc::channel(256);
     let (resync_tx, resync) = mpsc::channel(4);
+    let publisher = match &config.work.mqtt {
+        None => hub.clone(),
+        Some(mqtt) => {
+            // OCM's agents connect as `<agentID>-client`.
+            let settings = mqtt
+                .settings(
+                    &format!("{agent_id}-client"),
+                    Role::Agent {
+                        cluster: name.cluster.clone(),
+                    },
+                    256,
+                )
+                .map_err(|e| AgentError::WorkTransport(e.to_string()))?;
+            let (publisher, inbox) = client::open(
+                TransportConfig::Mqtt(settings),
+                Interest {
+                    role: Role::Agent {
+                        cluster: name.cluster.clone(),
+                    },
+                    data_types: vec![DataType::manifest_bundles()],
+                },
+                InboxOptions::default(),
+                connection.clone(),
+            )?;
+            tracing::info!(cluster = %name.cluster, broker = %format!("{}:{}", mqtt.host, mqtt.port), "ManifestWorks come over MQTT");
+            tokio::spawn(forward(
+                inbox,
+                events_tx.clone(),
+                resync_tx.clone(),
+                connection.clone(),
+            ));
+            publisher
+        }
+    };
     tokio::spawn(work_agent::run(
         applier,
-        hub.clone(),
+        publisher,
         WorkInbox { events, resync },
         work_config,
         connection.clone(),
     ));
-    (events_tx, resync_tx)
+    Ok((events_tx, resync_tx))
+}
+
+/// Hands what the MQTT connection receives to the work agent.
+async fn forward(
+    mut inbox: client::Inbox,
+    events: mpsc::Sender<CloudEvent>,
+    resync: mpsc::Sender<()>,
+    cancel: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            event = inbox.events.recv() => {
+                let Some(event) = event else { return };
+                if events.send(event).await.is_err() {
+                    return;
+                }
+            }
+            cue = inbox.resync.recv() => {
+                if cue.is_none() || resync.send(()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Takes a renewed certificate into use: stored first (a restart then finds it), then presented

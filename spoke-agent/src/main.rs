@@ -21,6 +21,7 @@ use ocm_spoke_agent::status::ClaimPolicy;
 use ocm_transport::client::TransportConfig;
 use ocm_transport::grpc_config::{GrpcConfigFile, parse_go_duration};
 use ocm_transport::health::{self, Readiness};
+use ocm_transport::mqtt_config::MqttConfig;
 use tokio_util::sync::CancellationToken;
 
 /// The ocm-rs agent: registers its cluster with the hub and keeps it alive there.
@@ -70,6 +71,15 @@ struct Cli {
     /// The slow pass over every work; status otherwise follows watches (about a second).
     #[arg(long, default_value = "60s", value_parser = duration)]
     status_sync_interval: Duration,
+    /// Where ManifestWorks come from: `grpc` (the hub's broker, over the registration
+    /// connection) or `mqtt` (an MQTT v5 broker configured by --workload-source-config), as
+    /// OCM's work agent flag of the same name.
+    #[arg(long, default_value = "grpc", value_parser = ["grpc", "mqtt"])]
+    workload_source_driver: String,
+    /// OCM's MQTT config file for `--workload-source-driver mqtt` (brokerHost, caFile,
+    /// clientCertFile, clientKeyFile, topics naming the source `kube`).
+    #[arg(long)]
+    workload_source_config: Option<PathBuf>,
     /// Where /healthz, /readyz and /metrics are served (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:8092")]
     health_listen: SocketAddr,
@@ -102,6 +112,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let grpc = GrpcConfigFile::from_yaml(&text)
         .and_then(|file| file.resolve(|path| std::fs::read_to_string(path)))
         .with_context(|| format!("bootstrap config {}", cli.bootstrap_config.display()))?;
+    let mqtt = match (
+        cli.workload_source_driver.as_str(),
+        &cli.workload_source_config,
+    ) {
+        ("mqtt", Some(path)) => {
+            let path = path.clone();
+            Some(tokio::task::spawn_blocking(move || MqttConfig::load(&path)).await??)
+        }
+        ("mqtt", None) => {
+            anyhow::bail!("--workload-source-driver mqtt needs --workload-source-config <file>")
+        }
+        _ => None,
+    };
     let spoke = client(cli.kubeconfig.as_deref()).await?;
     let config = AgentConfig {
         bootstrap: BootstrapConfig {
@@ -128,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .min(ocm_api::work::v1::MAX_JSON_RAW_LENGTH),
             eviction_grace: cli.appliedmanifestwork_eviction_grace_period,
             resync_every: cli.status_sync_interval,
+            mqtt,
         },
     };
     let cancel = CancellationToken::new();

@@ -25,7 +25,7 @@ use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET}
 use ocm_spoke_agent::status::ClaimPolicy;
 use ocm_testenv::Cluster;
 use serde_json::json;
-use support::{BOOTSTRAP_USER, config, start_hub};
+use support::{BOOTSTRAP_USER, config, hub_counter, start_hub, start_hub_on};
 use tokio_util::sync::CancellationToken;
 
 async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -217,6 +217,195 @@ async fn a_manifest_work_is_applied_fed_back_kept_followed_and_deleted() {
     assert!(deployments.get_opt("web").await.unwrap().is_none());
 
     running.cancel();
+    agent.await.unwrap().unwrap();
+    cancel.cancel();
+    hub_cluster.stop();
+    spoke_cluster.stop();
+}
+
+fn config_map_work(name: &str, value: &str) -> ManifestWork {
+    let mut work = ManifestWork::new(
+        name,
+        ManifestWorkSpec {
+            workload: ManifestsTemplate {
+                manifests: vec![
+                    Manifest(
+                        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kept"}}),
+                    ),
+                    Manifest(
+                        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "kept"}, "data": {"value": value}}),
+                    ),
+                ],
+            },
+            ..ManifestWorkSpec::default()
+        },
+    );
+    work.metadata.namespace = Some("cluster1".into());
+    work
+}
+
+fn applied_at_generation(work: &ManifestWork) -> bool {
+    let generation = work.metadata.generation;
+    work.status.as_ref().is_some_and(|status| {
+        condition::find(&status.conditions, CONDITION_APPLIED).is_some_and(|c| {
+            c.status == ConditionStatus::True && c.observed_generation == generation
+        })
+    })
+}
+
+#[tokio::test]
+async fn an_agent_restart_asks_only_for_newer_generations_and_rewrites_nothing() {
+    let (hub_cluster, spoke_cluster) = tokio::join!(
+        Cluster::start("restart-hub"),
+        Cluster::start("restart-spoke")
+    );
+    let (hub_cluster, spoke_cluster) = (hub_cluster.unwrap(), spoke_cluster.unwrap());
+    let (hub, spoke) = (
+        hub_cluster.client().unwrap(),
+        spoke_cluster.client().unwrap(),
+    );
+    let cancel = CancellationToken::new();
+    let running_hub = start_hub_on(
+        &hub,
+        vec![BOOTSTRAP_USER.into()],
+        Duration::from_secs(3600),
+        ocm_testenv::free_port().unwrap(),
+        &cancel,
+    )
+    .await;
+    let agent_config = AgentConfig {
+        bootstrap: config(
+            running_hub.port,
+            &running_hub.ca,
+            &running_hub.token,
+            Duration::from_secs(60),
+        ),
+        credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
+        status_every: Duration::from_millis(500),
+        claims: ClaimPolicy::default(),
+        work: WorkOptions::default(),
+    };
+    let first_run = CancellationToken::new();
+    let agent = tokio::spawn(agent::run(
+        spoke.clone(),
+        agent_config.clone(),
+        first_run.clone(),
+    ));
+    let clusters: Api<ManagedCluster> = Api::all(hub.clone());
+    eventually("cluster1 Available", async || {
+        let cluster = clusters.get_opt("cluster1").await.unwrap()?;
+        let conditions = cluster.status?.conditions;
+        (condition::find(&conditions, CLUSTER_AVAILABLE)?.status == ConditionStatus::True)
+            .then_some(())
+    })
+    .await;
+    let works: Api<ManifestWork> = Api::namespaced(hub.clone(), "cluster1");
+    let names = ["first", "second", "third"];
+    for name in names {
+        works
+            .create(&PostParams::default(), &config_map_work(name, "v1"))
+            .await
+            .unwrap();
+    }
+    eventually("every work Applied on the hub", async || {
+        let mut all = true;
+        for name in names {
+            all &= applied_at_generation(&works.get(name).await.unwrap());
+        }
+        all.then_some(())
+    })
+    .await;
+    // Let status and cache writes finish before looking.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first_run.cancel();
+    agent.await.unwrap().unwrap();
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(spoke.clone(), "kept");
+    let spoke_versions = async || {
+        let mut versions = Vec::new();
+        for name in names {
+            versions.push(
+                config_maps
+                    .get(name)
+                    .await
+                    .unwrap()
+                    .metadata
+                    .resource_version,
+            );
+        }
+        versions
+    };
+    let hub_versions = async || {
+        let mut versions = Vec::new();
+        for name in names {
+            versions.push(works.get(name).await.unwrap().metadata.resource_version);
+        }
+        versions
+    };
+    let (spoke_before, hub_before) = (spoke_versions().await, hub_versions().await);
+    let resync_label = r#"action="spec.resync_response""#;
+    let resent_before = hub_counter(
+        running_hub.health_port,
+        "ocm_hub_sent_events",
+        &[resync_label, "manifestbundles"],
+    )
+    .await;
+    let writes_before =
+        hub_counter(running_hub.health_port, "ocm_hub_work_status_writes", &[]).await;
+
+    // While the agent is down, one work changes on the hub.
+    let mut second = works.get("second").await.unwrap();
+    second.spec = config_map_work("second", "v2").spec;
+    works
+        .replace("second", &PostParams::default(), &second)
+        .await
+        .unwrap();
+
+    let second_run = CancellationToken::new();
+    let agent = tokio::spawn(agent::run(spoke.clone(), agent_config, second_run.clone()));
+    eventually("the changed work applied after the restart", async || {
+        let data = config_maps.get("second").await.unwrap().data?;
+        (data.get("value")? == "v2" && applied_at_generation(&works.get("second").await.unwrap()))
+            .then_some(())
+    })
+    .await;
+    // Absence is what is asserted next: give a re-apply storm the time to show.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (spoke_after, hub_after) = (spoke_versions().await, hub_versions().await);
+    let resent = hub_counter(
+        running_hub.health_port,
+        "ocm_hub_sent_events",
+        &[resync_label, "manifestbundles"],
+    )
+    .await
+        - resent_before;
+    let writes = hub_counter(running_hub.health_port, "ocm_hub_work_status_writes", &[]).await
+        - writes_before;
+    assert_eq!(
+        resent, 1.0,
+        "the restarted agent asked for the one newer work only"
+    );
+    // The changed work's status may take more than one write (Applied, then Available).
+    eprintln!("after the restart: {resent} work resent, {writes} status writes on the hub");
+    for (i, name) in names.iter().enumerate() {
+        if *name == "second" {
+            assert_ne!(
+                spoke_after[i], spoke_before[i],
+                "the changed work was applied"
+            );
+        } else {
+            assert_eq!(
+                spoke_after[i], spoke_before[i],
+                "{name} was not rewritten on the spoke"
+            );
+            assert_eq!(
+                hub_after[i], hub_before[i],
+                "{name}'s status was not written again on the hub"
+            );
+        }
+    }
+
+    second_run.cancel();
     agent.await.unwrap().unwrap();
     cancel.cancel();
     hub_cluster.stop();

@@ -21,13 +21,15 @@
 //! caller passes.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::mqtt_topics::{TopicError, Topics};
+use crate::mqtt_transport::{MqttSettings, Role};
 use crate::pem_source::{PemSourceError, TlsFiles};
-use crate::tls::PemIdentity;
+use crate::tls::{self, PemIdentity, ReloadableIdentity};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -115,10 +117,63 @@ impl MqttConfigFile {
     }
 }
 
+/// Largest MQTT message sent or accepted: a ManifestWork of the 500 KiB admission limit with
+/// its bundle metadata fits.
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1 << 20;
+
+impl MqttConfig {
+    /// Reads OCM's MQTT config file at `path` (and the files it names).
+    pub fn load(path: &Path) -> Result<Self, MqttConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| MqttConfigError::File(format!("{}: {e}", path.display())))?;
+        MqttConfigFile::from_yaml(&text)?.resolve(|p| std::fs::read_to_string(p))
+    }
+
+    /// Connection settings for `role`, with MQTT client ID `client_id` and room for
+    /// `queue_capacity` outgoing messages.
+    pub fn settings(
+        &self,
+        client_id: &str,
+        role: Role,
+        queue_capacity: usize,
+    ) -> Result<MqttSettings, MqttConfigError> {
+        let tls = match &self.tls {
+            None => None,
+            Some((ca, identity)) => {
+                let ca = ca.as_deref().ok_or(MqttConfigError::Missing(
+                    "caData or caFile (needed with a client certificate)",
+                ))?;
+                let identity = ReloadableIdentity::new(identity)
+                    .map_err(|e| MqttConfigError::Tls(e.to_string()))?;
+                Some(Arc::new(
+                    tls::mqtt_client_config(ca, Some(identity))
+                        .map_err(|e| MqttConfigError::Tls(e.to_string()))?,
+                ))
+            }
+        };
+        Ok(MqttSettings {
+            host: self.host.clone(),
+            port: self.port,
+            client_id: client_id.to_owned(),
+            credentials: self.credentials.clone(),
+            tls,
+            keep_alive: self.keep_alive,
+            topics: self.topics.clone(),
+            role,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            queue_capacity,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MqttConfigError {
     #[error("MQTT config is not valid YAML: {0}")]
     Yaml(String),
+    #[error("reading the MQTT config {0}")]
+    File(String),
+    #[error("MQTT config TLS: {0}")]
+    Tls(String),
     #[error("MQTT config brokerHost {0:?} is not host:port")]
     BrokerHost(String),
     #[error("MQTT config has no {0}")]

@@ -107,6 +107,16 @@ impl Topics {
     }
 }
 
+/// The cluster whose agent published on `topic` (a received agentEvents or agentBroadcast
+/// topic): the broker lets only that agent publish there, so a source takes events on it only
+/// for that cluster.
+pub fn publishing_cluster(topic: &str) -> Option<&str> {
+    match topic.split('/').collect::<Vec<_>>().as_slice() {
+        [_, _, _, cluster, "agentevents"] | [_, cluster, "agentbroadcast"] => Some(cluster),
+        _ => None,
+    }
+}
+
 /// Publishing to a shared-subscription name is meaningless; publish to the topic it shares.
 fn publishable(topic: &str) -> &str {
     topic
@@ -186,6 +196,22 @@ pub enum TopicError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_publishing_cluster_comes_from_the_agent_topic() {
+        assert_eq!(
+            publishing_cluster("sources/kube/consumers/cluster1/agentevents"),
+            Some("cluster1")
+        );
+        assert_eq!(
+            publishing_cluster("clusters/cluster2/agentbroadcast"),
+            Some("cluster2")
+        );
+        assert_eq!(
+            publishing_cluster("sources/kube/consumers/cluster1/sourceevents"),
+            None
+        );
+    }
 
     /// Maestro's production layout: the server side shares status among its replicas.
     fn maestro_server() -> Topics {

@@ -48,6 +48,10 @@ pub struct MqttSettings {
     pub role: Role,
     /// Largest message accepted and sent (Maestro's brokers: 512 KiB).
     pub max_packet_size: u32,
+    /// Outgoing messages queued for the connection before publishing waits (or
+    /// [`MqttClient::try_publish`] fails): an agent needs little, a hub sending to thousands of
+    /// clusters at once much more.
+    pub queue_capacity: usize,
 }
 
 /// Publishes events on the topic the role and the event call for.
@@ -92,7 +96,7 @@ pub fn connect(settings: MqttSettings) -> Result<(MqttClient, MqttEventLoop), Mq
     if let Some(tls) = settings.tls {
         options.set_transport(Transport::Tls(TlsConfiguration::Rustls(tls)));
     }
-    let (client, eventloop) = AsyncClient::new(options, 64);
+    let (client, eventloop) = AsyncClient::new(options, settings.queue_capacity.max(1));
     let handle = MqttClient {
         client: client.clone(),
         topics: settings.topics,
@@ -112,6 +116,25 @@ pub fn connect(settings: MqttSettings) -> Result<(MqttClient, MqttEventLoop), Mq
 impl MqttClient {
     /// Publishes `event` with QoS 1 to the topic OCM's layout derives for it.
     pub async fn publish(&self, event: &CloudEvent) -> Result<(), MqttError> {
+        let (topic, payload, properties) = self.message(event)?;
+        self.client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload, properties)
+            .await
+            .map_err(|e| MqttError::Client(e.to_string()))
+    }
+
+    /// [`Self::publish`] without waiting: fails when the outgoing queue is full.
+    pub fn try_publish(&self, event: &CloudEvent) -> Result<(), MqttError> {
+        let (topic, payload, properties) = self.message(event)?;
+        self.client
+            .try_publish_with_properties(topic, QoS::AtLeastOnce, false, payload, properties)
+            .map_err(|e| MqttError::Client(e.to_string()))
+    }
+
+    fn message(
+        &self,
+        event: &CloudEvent,
+    ) -> Result<(String, Vec<u8>, PublishProperties), MqttError> {
         let topic = match &self.role {
             Role::Agent { cluster } => {
                 let original_source = event
@@ -129,10 +152,7 @@ impl MqttClient {
             content_type: message.content_type,
             ..PublishProperties::default()
         };
-        self.client
-            .publish_with_properties(topic, QoS::AtLeastOnce, false, message.payload, properties)
-            .await
-            .map_err(|e| MqttError::Client(e.to_string()))
+        Ok((topic, message.payload, properties))
     }
 }
 
@@ -178,7 +198,7 @@ impl MqttEventLoop {
                     };
                     let topic = String::from_utf8_lossy(&publish.topic).into_owned();
                     match mqtt_binding::decode(message) {
-                        Ok(event) if self.is_for_me(&event) => {
+                        Ok(event) if self.is_for_me(&event, &topic) => {
                             if events.send(event).await.is_err() {
                                 return;
                             }
@@ -204,13 +224,23 @@ impl MqttEventLoop {
     }
 
     /// Topics route, but broadcast topics reach every agent: an agent keeps only events for its
-    /// own cluster (or for all clusters), as OCM's agents check `clustername` themselves.
-    fn is_for_me(&self, event: &CloudEvent) -> bool {
+    /// own cluster (or for all clusters), as OCM's agents check `clustername` themselves. A
+    /// source keeps only events naming the cluster whose topic they came on: the broker's access
+    /// rules are what authenticate an agent, and an event claiming another cluster is refused.
+    fn is_for_me(&self, event: &CloudEvent, topic: &str) -> bool {
         match &self.role {
             Role::Agent { cluster } => event
                 .cluster_name()
                 .is_none_or(|c| c.is_empty() || c == cluster),
-            Role::Source { .. } => true,
+            Role::Source { .. } => {
+                let claimed = event.cluster_name().unwrap_or_default();
+                let from = crate::mqtt_topics::publishing_cluster(topic);
+                if from == Some(claimed) {
+                    return true;
+                }
+                tracing::warn!(%topic, claimed, event = %event.id, "event for another cluster than its topic refused");
+                false
+            }
         }
     }
 }

@@ -172,6 +172,36 @@ pub fn spec_resync_request(
     event
 }
 
+/// A source's `status.resync_request` for `data_type` to `cluster`: the status hashes it holds
+/// (§5.2; an empty list asks for every status). Sent after the source (re)subscribes to a broker
+/// that kept nothing for it (MQTT with clean start).
+pub fn status_resync_request(
+    data_type: &DataType,
+    source: &str,
+    cluster: &str,
+    held: &StatusHashList,
+    id: String,
+    now: Timestamp,
+) -> CloudEvent {
+    let event_type = data_type.event_type(SubResource::Status, EventAction::ResyncRequest);
+    let mut event = CloudEvent {
+        id,
+        source: source.to_owned(),
+        spec_version: SPEC_VERSION.to_owned(),
+        event_type: event_type.to_string(),
+        time: Some(now),
+        data_content_type: Some(crate::event::JSON.to_owned()),
+        // Plain string fields: serialising them cannot fail.
+        data: Some(serde_json::to_vec(held).unwrap_or_default()),
+        ..CloudEvent::default()
+    };
+    event.extensions.insert(
+        extension::CLUSTER_NAME.to_owned(),
+        ExtensionValue::String(cluster.to_owned()),
+    );
+    event
+}
+
 /// The deletion a hub synthesizes for a resource only the agent still holds: a data-less
 /// `spec.resync_response` carrying `deletiontimestamp` and `resourceversion`.
 pub fn synthesized_delete(

@@ -227,6 +227,7 @@ fn mqtt(broker: &Mosquitto, ca: &TestCa, name: &str, topics: Topics) -> Transpor
         topics,
         role,
         max_packet_size: 512 << 10,
+        queue_capacity: 64,
     })
 }
 

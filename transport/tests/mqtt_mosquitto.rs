@@ -80,6 +80,7 @@ fn start_client(
         topics,
         role,
         max_packet_size: 512 << 10,
+        queue_capacity: 64,
     };
     let (client, eventloop) = mqtt_transport::connect(settings).unwrap();
     let (events_tx, events) = mpsc::channel(16);
@@ -166,6 +167,18 @@ async fn spec_reaches_only_its_cluster_and_status_reaches_the_source() {
     cluster1.client.publish(&status).await.unwrap();
     let received = next(&mut source.events, "the status at the source").await;
     assert_eq!((received.id, received.source), (status.id, status.source));
+
+    // cluster2 speaking for cluster1 on its own topic: the source refuses it, and takes
+    // cluster2's own status after it.
+    let forged = event(STATUS, "cluster2-work-agent", "cluster1", "hub");
+    cluster2.client.publish(&forged).await.unwrap();
+    let own = event(STATUS, "cluster2-work-agent", "cluster2", "hub");
+    cluster2.client.publish(&own).await.unwrap();
+    let received = next(&mut source.events, "cluster2's own status at the source").await;
+    assert_eq!(
+        received.id, own.id,
+        "the event claiming another cluster than its topic's was refused"
+    );
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -281,6 +294,7 @@ async fn ocms_own_go_mqtt_agent_and_our_source_understand_each_other() {
             source_id: "hub".into(),
         },
         max_packet_size: 512 << 10,
+        queue_capacity: 64,
     };
     let (source, eventloop) = mqtt_transport::connect(settings).unwrap();
     let (events_tx, mut events) = mpsc::channel(16);

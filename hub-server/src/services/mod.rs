@@ -11,7 +11,7 @@ mod clusters;
 mod csrs;
 mod events;
 pub mod leases;
-mod outbox;
+pub mod outbox;
 pub mod source;
 
 use std::fmt::Debug;

@@ -14,6 +14,7 @@
 //! reason; writes happen after Publish returns, so their failures are logged and counted
 //! (`ocm_hub_work_status_write_failures`), not returned.
 
+pub mod mqtt;
 pub mod publisher;
 pub mod status;
 
@@ -26,7 +27,9 @@ use ocm_api::work::v1::ManifestWork;
 use ocm_transport::CloudEvent;
 use ocm_transport::broker::{EventHandler, Identity};
 use ocm_transport::event_type::{DataType, EventAction, EventType, SubResource};
-use ocm_transport::resync::{self, HubResource, ResourceVersionList, SpecResyncStep};
+use ocm_transport::resync::{
+    self, HubResource, ResourceVersionList, SpecResyncStep, StatusHash, StatusHashList,
+};
 use ocm_transport::status_hash::status_hash;
 use ocm_transport::work;
 use tokio_util::sync::CancellationToken;
@@ -182,6 +185,47 @@ impl WorkService {
             self.outbox.send(&event);
         }
         Ok(())
+    }
+
+    /// Status resync requests (§5.2), one per cluster holding works, listing the hash of each
+    /// work's stored status: agents resend only statuses that differ. Sent when the hub
+    /// (re)subscribes to an MQTT broker, which kept nothing published while it was away.
+    pub async fn status_resync_requests(&self) -> Result<Vec<CloudEvent>, Status> {
+        let works = self.ready_works().await?;
+        let mut by_cluster: std::collections::BTreeMap<String, Vec<StatusHash>> =
+            std::collections::BTreeMap::new();
+        for work in works.state() {
+            let (Some(cluster), Some(uid)) = (&work.metadata.namespace, &work.metadata.uid) else {
+                continue;
+            };
+            let hashes = by_cluster.entry(cluster.clone()).or_default();
+            // The agent's own hash when this hub took a status of the work; otherwise the
+            // stored status's (if it differs from the agent's, the agent resends once, and the
+            // write is skipped as equal to what is stored).
+            let hash = self.statuses.last_hash(uid).or_else(|| {
+                let stored = work.status.as_ref()?;
+                Some(status_hash(&serde_json::to_value(stored).ok()?))
+            });
+            // A work without a status is listed with an empty hash, which differs from any: the
+            // agent sends its status (an unlisted work would be left out).
+            hashes.push(StatusHash {
+                resource_id: uid.clone(),
+                status_hash: hash.unwrap_or_default(),
+            });
+        }
+        Ok(by_cluster
+            .into_iter()
+            .map(|(cluster, status_hashes)| {
+                resync::status_resync_request(
+                    &DataType::manifest_bundles(),
+                    HUB_SOURCE,
+                    &cluster,
+                    &StatusHashList { status_hashes },
+                    uuid::Uuid::new_v4().to_string(),
+                    jiff::Timestamp::now(),
+                )
+            })
+            .collect())
     }
 
     /// Takes an agent's status for writing (OCM's hub `HandleStatusUpdate`).

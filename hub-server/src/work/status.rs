@@ -288,6 +288,14 @@ impl StatusWriter {
         Ok(())
     }
 
+    /// The hash of the last status written for `uid` (or found already stored), as the agent
+    /// sent it.
+    pub fn last_hash(&self, uid: &str) -> Option<String> {
+        self.slots()
+            .get(uid)
+            .and_then(|slot| slot.last_hash.clone())
+    }
+
     /// Forgets a work that is gone.
     pub fn forget(&self, uid: &str) {
         self.slots().remove(uid);

@@ -28,7 +28,9 @@ use ocm_api::work::v1::{
 use ocm_transport::client::Publisher;
 use ocm_transport::event::CloudEvent;
 use ocm_transport::event_type::{DataType, EventAction, EventType, SubResource};
-use ocm_transport::resync::{ResourceVersion, ResourceVersionList};
+use ocm_transport::resync::{
+    ResourceVersion, ResourceVersionList, StatusHashList, plan_status_resync,
+};
 use ocm_transport::sequence_id::SequenceIdGenerator;
 use ocm_transport::work as codec;
 use tokio::sync::mpsc;
@@ -36,6 +38,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::cache::{CachedWork, WorkCache, Written};
 use super::reconcile::{Applier, WorkOutcome};
 
 /// How the work agent runs.
@@ -52,6 +55,8 @@ pub struct WorkAgentConfig {
     pub eviction_grace: Duration,
     /// Changes seen by watches within this window are handled together.
     pub settle: Duration,
+    /// Where the works held are remembered across restarts; `None` forgets them.
+    pub cache: Option<WorkCache>,
 }
 
 impl WorkAgentConfig {
@@ -63,6 +68,7 @@ impl WorkAgentConfig {
             resync_every: Duration::from_secs(60),
             eviction_grace: Duration::from_secs(3600),
             settle: Duration::from_millis(100),
+            cache: None,
         }
     }
 }
@@ -83,6 +89,8 @@ struct Entry {
     running: bool,
     /// Changed while running: run again after.
     again: bool,
+    /// What the cache holds for it.
+    written: Option<Written>,
 }
 
 /// A resource a work applied, as watches report it.
@@ -105,6 +113,7 @@ enum Done {
         sent: Option<String>,
         retry: Option<Duration>,
         kinds: Vec<ApiResource>,
+        written: Option<Written>,
     },
     Deleted,
     Deleting,
@@ -130,6 +139,25 @@ pub async fn run(
     let mut eviction = tokio::time::interval(Duration::from_secs(60));
     eviction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced_at: Option<Instant> = None;
+    if let Some(cache) = &config.cache {
+        for cached in remembered(cache, &config).await {
+            let uid = cached.work.metadata.uid.clone().unwrap_or_default();
+            if let Some(status) = &cached.work.status {
+                reindex(&mut index, &uid, status);
+            }
+            let written = Some(Written::of(&cached.work, cached.sent.as_deref()));
+            works.insert(
+                uid,
+                Entry {
+                    work: cached.work,
+                    sent: cached.sent,
+                    running: false,
+                    again: false,
+                    written,
+                },
+            );
+        }
+    }
     loop {
         // Start what is due, as far as the concurrency allows.
         let now = Instant::now();
@@ -158,6 +186,7 @@ pub async fn run(
                 config.agent_id.clone(),
                 entry.work.clone(),
                 entry.sent.clone(),
+                (config.cache.clone(), entry.written.clone()),
             );
             running.spawn(task);
         }
@@ -166,7 +195,11 @@ pub async fn run(
             () = cancel.cancelled() => break,
             event = inbox.events.recv() => {
                 let Some(event) = event else { break };
-                if let Some(uid) = receive(&mut works, &event, &config.cluster) {
+                if is_status_resync_request(&event) {
+                    for uid in statuses_asked_for(&mut works, &event, &config.cluster) {
+                        due.insert(uid, Instant::now());
+                    }
+                } else if let Some(uid) = receive(&mut works, &event, &config.cluster) {
                     due.insert(uid, Instant::now());
                 }
             }
@@ -189,10 +222,11 @@ pub async fn run(
                 let Some(entry) = works.get_mut(&uid) else { continue };
                 entry.running = false;
                 match finished.result {
-                    Ok(Done::Applied { status, sent, retry, kinds }) => {
+                    Ok(Done::Applied { status, sent, retry, kinds, written }) => {
                         reindex(&mut index, &uid, &status);
                         entry.work.status = Some(status);
                         entry.sent = sent;
+                        entry.written = written;
                         for kind in kinds {
                             if watched.insert((kind.group.clone(), kind.version.clone(), kind.plural.clone())) {
                                 tokio::spawn(watch_kind(applier.clone(), kind, changed_tx.clone(), cancel.clone()));
@@ -251,6 +285,49 @@ fn name_of(work: &ManifestWork) -> String {
     work.metadata.name.clone().unwrap_or_default()
 }
 
+fn is_status_resync_request(event: &CloudEvent) -> bool {
+    event.event_type.parse::<EventType>().is_ok_and(|t| {
+        (t.sub_resource, t.action) == (SubResource::Status, EventAction::ResyncRequest)
+    })
+}
+
+/// A source's status resync request (§5.2): the works whose status the source lacks or holds
+/// with another hash are marked unsent, so their next pass sends it; their UIDs.
+fn statuses_asked_for(
+    works: &mut HashMap<String, Entry>,
+    event: &CloudEvent,
+    cluster: &str,
+) -> Vec<String> {
+    let listed: StatusHashList = match event.data.as_deref() {
+        Some(data) if !data.is_empty() => match serde_json::from_slice(data) {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%cluster, event = %event.id, %error, "status resync request refused");
+                return Vec::new();
+            }
+        },
+        _ => StatusHashList::default(),
+    };
+    let held: Vec<(String, String)> = works
+        .iter()
+        .map(|(uid, entry)| (uid.clone(), entry.sent.clone().unwrap_or_default()))
+        .collect();
+    let asked: Vec<String> = plan_status_resync(
+        held.iter().map(|(uid, hash)| (uid.as_str(), hash.as_str())),
+        &listed,
+    )
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    for uid in &asked {
+        if let Some(entry) = works.get_mut(uid) {
+            entry.sent = None;
+        }
+    }
+    tracing::info!(%cluster, asked = asked.len(), held = works.len(), "the hub asked for work statuses");
+    asked
+}
+
 /// Takes a spec event into the store; the UID of the work to reconcile, if any.
 fn receive(
     works: &mut HashMap<String, Entry>,
@@ -306,6 +383,7 @@ fn receive(
                     sent: None,
                     running: false,
                     again: false,
+                    written: None,
                 },
             );
             Some(uid)
@@ -346,6 +424,42 @@ async fn ask_for_changes(
     }
 }
 
+/// The works the cache remembers; none when it cannot be read (the hub then sends them all).
+async fn remembered(cache: &WorkCache, config: &WorkAgentConfig) -> Vec<CachedWork> {
+    match cache.load().await {
+        Ok(works) => {
+            tracing::info!(cluster = %config.cluster, works = works.len(), "works remembered from before the restart");
+            works
+        }
+        Err(error) => {
+            tracing::warn!(cluster = %config.cluster, %error, "work cache not readable; asking the hub for every work");
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the cache entry of `work` if what a restart needs of it changed; what it now holds.
+async fn remember(
+    cache: Option<&WorkCache>,
+    work: &ManifestWork,
+    sent: Option<&str>,
+    written: Option<Written>,
+) -> Option<Written> {
+    let cache = cache?;
+    let now = Written::of(work, sent);
+    if written.as_ref() == Some(&now) {
+        return written;
+    }
+    match cache.store(work, sent).await {
+        Ok(()) => Some(now),
+        Err(error) => {
+            // Not fatal: after a restart the hub sends this work again.
+            tracing::warn!(work = %name_of(work), %error, "work not remembered");
+            written
+        }
+    }
+}
+
 /// Reconciles one work: applies it (or deletes what it owns) and sends its status if changed.
 async fn reconcile(
     applier: Applier,
@@ -354,6 +468,7 @@ async fn reconcile(
     agent_id: String,
     work: ManifestWork,
     sent: Option<String>,
+    (cache, written): (Option<WorkCache>, Option<Written>),
 ) -> Finished {
     let uid = work.metadata.uid.clone().unwrap_or_default();
     let name = name_of(&work);
@@ -373,7 +488,14 @@ async fn reconcile(
                     ..ManifestWorkStatus::default()
                 });
                 match send_status(&hub, &sequence, &agent_id, &done).await {
-                    Ok(_) => Ok(Done::Deleted),
+                    Ok(_) => {
+                        if let Some(cache) = &cache
+                            && let Err(error) = cache.forget(&uid).await
+                        {
+                            tracing::warn!(work = %name, %error, "deleted work not forgotten");
+                        }
+                        Ok(Done::Deleted)
+                    }
                     Err(error) => Err(error),
                 }
             }
@@ -383,7 +505,11 @@ async fn reconcile(
         return Finished { uid, result };
     }
     let result = match applier.apply(&work).await {
-        Ok(WorkOutcome { status, failed, .. }) => {
+        Ok(WorkOutcome {
+            status,
+            retry_after,
+            ..
+        }) => {
             let kinds = kinds_of(&applier, &work).await;
             let mut reported = work.clone();
             reported.status = Some(status.clone());
@@ -402,12 +528,17 @@ async fn reconcile(
                     }
                 }
             };
-            let retry = (failed || sent.is_none()).then_some(Duration::from_secs(10));
+            let retry = retry_after
+                .into_iter()
+                .chain(sent.is_none().then_some(super::reconcile::FAILURE_RETRY))
+                .min();
+            let written = remember(cache.as_ref(), &reported, sent.as_deref(), written).await;
             Ok(Done::Applied {
                 status,
                 sent,
                 retry,
                 kinds,
+                written,
             })
         }
         Err(error) => Err(error.to_string()),

@@ -101,9 +101,9 @@ pub enum ApplyError {
     UnknownKind(String),
     #[error("server-side apply conflict: {0}")]
     Conflict(String),
-    /// The work's executor may not apply it.
-    #[error("{0}")]
-    NotAllowed(String),
+    /// The work's executor may not apply it, or that could not be checked.
+    #[error(transparent)]
+    Executor(#[from] super::executor::ExecutorError),
     #[error("{verb} {what}: {source}")]
     Api {
         verb: &'static str,
@@ -121,6 +121,15 @@ impl ApplyError {
             Self::Api { verb: "updating" | "creating", source, .. }
                 if matches!(source.as_ref(), ocm_api::kube::Error::Api(status) if status.code == 409)
         )
+    }
+
+    /// When the work is to be tried again for this error, if not the agent's usual failure
+    /// retry: an executor refusal waits for [`super::executor::NOT_ALLOWED_RETRY`], as in OCM.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Executor(error) => error.retry_after(),
+            _ => None,
+        }
     }
 
     /// The reason OCM's conditions carry for it.

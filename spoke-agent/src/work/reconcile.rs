@@ -28,6 +28,9 @@ use super::status::{self, Applied, Live, ManifestOutcome};
 /// How long a kind whose CRD is in the same work is waited for.
 const CRD_WAIT: Duration = Duration::from_secs(20);
 
+/// When a work with a failed manifest is tried again, unless every failure says otherwise.
+pub const FAILURE_RETRY: Duration = Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkError {
     #[error("work {work}: {what}: {source}")]
@@ -48,12 +51,16 @@ fn kube_error(work: &str, what: &'static str) -> impl FnOnce(ocm_api::kube::Erro
     }
 }
 
-/// What applying a work gave: its status for the hub, and whether anything failed (the caller
-/// retries sooner then).
+/// What applying a work gave: its status for the hub, whether anything failed, and when to
+/// try it again.
 #[derive(Debug, Clone)]
 pub struct WorkOutcome {
     pub status: ManifestWorkStatus,
     pub failed: bool,
+    /// When the work is to be applied again, if something failed: [`FAILURE_RETRY`], or
+    /// [`super::executor::NOT_ALLOWED_RETRY`] (60 s) when every failure was the executor's
+    /// refusal, as OCM requeues such a work.
+    pub retry_after: Option<Duration>,
     /// Objects created or updated (zero when everything was already so).
     pub writes: usize,
 }
@@ -149,11 +156,17 @@ impl Applier {
         };
         let manifests: Vec<&Value> = work.spec.workload.manifests.iter().map(|m| &m.0).collect();
         let previous = work.status.clone().unwrap_or_default();
+        let recorded = applied_work
+            .status
+            .as_ref()
+            .map(|s| s.applied_resources.as_slice())
+            .unwrap_or_default();
         let generation = work.metadata.generation;
         let now = Timestamp::now();
         let mut outcomes: Vec<Option<ManifestOutcome>> = vec![None; manifests.len()];
         let mut applied_resources = Vec::new();
         let mut writes = 0;
+        let mut retry_after: Option<Duration> = None;
         for index in apply_order(&manifests) {
             let manifest = manifests[index];
             let mut meta = resource_meta(index, manifest);
@@ -193,9 +206,12 @@ impl Applier {
                 }
                 Err(error) => {
                     tracing::warn!(work = %work_name, resource = %describe(&meta), %error, "manifest not applied");
+                    let retry = error.retry_after().unwrap_or(FAILURE_RETRY);
+                    retry_after = Some(retry_after.map_or(retry, |r| r.min(retry)));
                     // Whether it is available is a question of its own (an update refused is
                     // not an object gone).
                     let live = self.read_live(manifest).await;
+                    applied_resources.extend(still_applied(&meta, &live, recorded));
                     ManifestOutcome {
                         meta,
                         applied: Applied::Failed {
@@ -232,6 +248,9 @@ impl Applier {
             ocm_api::condition::find(&m.conditions, ocm_api::work::v1::CONDITION_APPLIED)
                 .is_some_and(|c| c.status != ocm_api::condition::ConditionStatus::True)
         });
+        if failed && retry_after.is_none() {
+            retry_after = Some(FAILURE_RETRY);
+        }
         self.prune(&work_name, &applied_work, &applied_resources)
             .await?;
         let conditions =
@@ -244,6 +263,7 @@ impl Applier {
                 },
             },
             failed,
+            retry_after,
             writes,
         })
     }
@@ -279,9 +299,7 @@ impl Applier {
             .and_then(|s| s.service_account.as_ref())
             && strategy != Strategy::ReadOnly
         {
-            super::executor::check(&self.client, account, meta, owned)
-                .await
-                .map_err(ApplyError::NotAllowed)?;
+            super::executor::check(&self.client, account, meta, manifest, owned).await?;
         }
         apply::apply(
             &self.client,
@@ -617,6 +635,28 @@ fn resource_meta(index: usize, manifest: &Value) -> ManifestResourceMeta {
     }
 }
 
+/// What a manifest that failed this time still has applied: its earlier record while its
+/// object is there (or cannot be read), so a refused or failed update never prunes what the
+/// work applied before — OCM tracks every object of the status that exists.
+fn still_applied(
+    meta: &ManifestResourceMeta,
+    live: &Live,
+    recorded: &[AppliedManifestResourceMeta],
+) -> Option<AppliedManifestResourceMeta> {
+    if matches!(live, Live::NotFound) {
+        return None;
+    }
+    recorded
+        .iter()
+        .find(|r| {
+            r.group == meta.group
+                && r.resource == meta.resource
+                && r.namespace == meta.namespace
+                && r.name == meta.name
+        })
+        .cloned()
+}
+
 fn same_resource(a: &ManifestResourceMeta, b: &ManifestResourceMeta) -> bool {
     a.group == b.group && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
 }
@@ -656,6 +696,44 @@ mod tests {
         assert_eq!(
             (meta.group.as_str(), meta.version.as_str(), meta.ordinal),
             ("example.com", "v1", 1)
+        );
+    }
+
+    #[test]
+    fn a_failed_manifest_keeps_its_earlier_record_while_its_object_is_there() {
+        let meta = ManifestResourceMeta {
+            group: "rbac.authorization.k8s.io".into(),
+            version: "v1".into(),
+            kind: "Role".into(),
+            resource: "roles".into(),
+            namespace: "web".into(),
+            name: "reader".into(),
+            ordinal: 0,
+        };
+        let record = |name: &str| AppliedManifestResourceMeta {
+            group: "rbac.authorization.k8s.io".into(),
+            version: "v1".into(),
+            resource: "roles".into(),
+            namespace: "web".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+        };
+        let recorded = [record("other"), record("reader")];
+        let found = Live::Found(serde_json::json!({"metadata": {"uid": "uid-reader"}}));
+        assert_eq!(
+            still_applied(&meta, &found, &recorded),
+            Some(record("reader"))
+        );
+        assert_eq!(
+            still_applied(&meta, &Live::Unreadable("timeout".into()), &recorded),
+            Some(record("reader")),
+            "an object that cannot be read is not taken for gone"
+        );
+        assert_eq!(still_applied(&meta, &Live::NotFound, &recorded), None);
+        assert_eq!(
+            still_applied(&meta, &found, &[record("other")]),
+            None,
+            "never applied before: nothing to keep"
         );
     }
 }

@@ -40,13 +40,50 @@ pub(crate) async fn start_hub_issuing(
     validity: Duration,
     cancel: &CancellationToken,
 ) -> (u16, String, String) {
+    let hub = start_hub_on(kube, auto_approved, validity, free_port().unwrap(), cancel).await;
+    (hub.port, hub.ca, hub.token)
+}
+
+/// A hub started by [`start_hub_on`].
+pub(crate) struct RunningHub {
+    /// The broker's port.
+    pub(crate) port: u16,
+    pub(crate) ca: String,
+    /// A bootstrap token.
+    pub(crate) token: String,
+    /// The hub itself: ends once its token is cancelled and it has let go of its ports.
+    pub(crate) task: tokio::task::JoinHandle<Result<(), hub::HubError>>,
+    /// Where `/metrics` is served.
+    pub(crate) health_port: u16,
+}
+
+/// [`start_hub_issuing`] with the broker on `grpc_port` — a port a stopped hub of the same
+/// apiserver used, to restart it where its agents look for it — and the hub's task, to await
+/// its end.
+pub(crate) async fn start_hub_on(
+    kube: &Client,
+    auto_approved: Vec<String>,
+    validity: Duration,
+    grpc_port: u16,
+    cancel: &CancellationToken,
+) -> RunningHub {
+    start_hub_with(kube, auto_approved, validity, grpc_port, |_| {}, cancel).await
+}
+
+/// [`start_hub_on`] with its configuration changed by `adjust` (e.g. an MQTT work driver).
+pub(crate) async fn start_hub_with(
+    kube: &Client,
+    auto_approved: Vec<String>,
+    validity: Duration,
+    grpc_port: u16,
+    adjust: impl FnOnce(&mut HubConfig),
+    cancel: &CancellationToken,
+) -> RunningHub {
     let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), "open-cluster-management");
-    let grpc_port = free_port().unwrap();
-    let config = HubConfig {
+    let health_port = free_port().unwrap();
+    let mut config = HubConfig {
         grpc_listen: format!("127.0.0.1:{grpc_port}").parse().unwrap(),
-        health_listen: format!("127.0.0.1:{}", free_port().unwrap())
-            .parse()
-            .unwrap(),
+        health_listen: format!("127.0.0.1:{health_port}").parse().unwrap(),
         pki: PkiConfig::new(vec!["localhost".into()]),
         serving_files: None,
         client_cert_validity: validity,
@@ -61,8 +98,10 @@ pub(crate) async fn start_hub_issuing(
             "open-cluster-management".into(),
             "agent-registration-bootstrap".into(),
         )),
+        work_mqtt: None,
     };
-    tokio::spawn(hub::run(kube.clone(), config, cancel.clone()));
+    adjust(&mut config);
+    let task = tokio::spawn(hub::run(kube.clone(), config, cancel.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while accounts
         .get_opt("agent-registration-bootstrap")
@@ -108,7 +147,13 @@ pub(crate) async fn start_hub_issuing(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    (grpc_port, ca, token)
+    RunningHub {
+        port: grpc_port,
+        ca,
+        token,
+        task,
+        health_port,
+    }
 }
 
 pub(crate) fn config(port: u16, ca: &str, token: &str, timeout: Duration) -> BootstrapConfig {
@@ -138,4 +183,32 @@ pub(crate) fn user_of(identity: &ocm_transport::tls::PemIdentity) -> String {
         .1
         .contents;
     ocm_transport::tls::cert_identity(&der.into()).unwrap().user
+}
+
+/// The value of the hub counter `name` with all of `labels` (`key="value"`), from its
+/// `/metrics`; 0 when it has not been counted yet.
+pub(crate) async fn hub_counter(health_port: u16, name: &str, labels: &[&str]) -> f64 {
+    let text = http_get_body(health_port, "/metrics").await;
+    text.lines()
+        .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A plain HTTP GET on 127.0.0.1 (the hub's health endpoint), body as text.
+async fn http_get_body(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default()
 }

@@ -21,6 +21,11 @@ pub enum TestEnvError {
          outlive it; install it with `apt-get install util-linux`: {0}"
     )]
     SetprivMissing(std::io::Error),
+    #[error(
+        "mosquitto is required for the MQTT tests; install it with `apt-get install mosquitto` \
+         (.ci/run does)"
+    )]
+    MosquittoMissing,
     #[error("cluster {cluster}: {what}: {error}")]
     Io {
         cluster: String,

@@ -22,16 +22,20 @@
 mod cluster;
 mod error;
 mod kubeconfig;
+pub mod mosquitto;
 pub mod ocm;
 mod pki;
 mod ports;
 mod process;
+pub mod relay;
 
 pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATION};
 pub use error::TestEnvError;
+pub use mosquitto::Mosquitto;
 pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};
 pub use ports::free_port;
 pub use process::Process;
+pub use relay::Relay;
 
 /// Polls `check` every 100 ms until it yields a value, and panics naming `what` if none comes
 /// within `within`: the "eventually" of tests against real clusters (never a timing assertion).
