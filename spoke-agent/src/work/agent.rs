@@ -628,11 +628,15 @@ async fn watch_kind(
         };
         let Some(event) = event else { return };
         let objects = match event {
-            Ok(watcher::Event::Apply(object) | watcher::Event::Delete(object)) => vec![object],
-            // The initial listing: the works already know their objects.
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::InitDone) => {
-                continue;
-            }
+            // The listing counts too (the first, and every re-list after an interruption): an
+            // object may have changed between a work's apply and this watch's start, or while
+            // the watch was down, and no other event would tell.
+            Ok(
+                watcher::Event::Apply(object)
+                | watcher::Event::Delete(object)
+                | watcher::Event::InitApply(object),
+            ) => vec![object],
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
             Err(error) => {
                 tracing::debug!(kind = %kind.plural, %error, "watch interrupted");
                 continue;
