@@ -10,76 +10,23 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ocm_api::cluster::v1::{CONDITION_AVAILABLE as CLUSTER_AVAILABLE, ManagedCluster};
-use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::apps::v1::Deployment;
 use ocm_api::k8s_openapi::api::core::v1::ConfigMap;
 use ocm_api::kube::Api;
 use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use ocm_api::work::v1::{
-    CONDITION_APPLIED, CONDITION_AVAILABLE, FeedbackRule, FeedbackType, Manifest,
-    ManifestConfigOption, ManifestWork, ManifestWorkSpec, ManifestsTemplate, ResourceIdentifier,
+    CONDITION_APPLIED, CONDITION_AVAILABLE, Manifest, ManifestWork, ManifestWorkSpec,
+    ManifestsTemplate,
 };
-use ocm_spoke_agent::agent::{self, AgentConfig, WorkOptions};
-use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
-use ocm_spoke_agent::status::ClaimPolicy;
+use ocm_spoke_agent::agent::{self, WorkOptions};
 use ocm_testenv::Cluster;
 use serde_json::json;
-use support::{BOOTSTRAP_USER, config, hub_counter, start_hub, start_hub_on};
+use support::works::{agent_config, feedback, holds, wait_cluster_available, web_work};
+use support::{BOOTSTRAP_USER, hub_counter, start_hub, start_hub_on};
 use tokio_util::sync::CancellationToken;
 
 async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
     ocm_testenv::eventually(what, Duration::from_secs(60), check).await
-}
-
-fn manifests(replicas: i64, setting: &str) -> Vec<Manifest> {
-    [
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "app"}, "data": {"mode": setting}}),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "app"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                             "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}
-            }
-        }),
-    ]
-    .into_iter()
-    .map(Manifest)
-    .collect()
-}
-
-fn feedback_config() -> Vec<ManifestConfigOption> {
-    let mut option = ManifestConfigOption::new(ResourceIdentifier {
-        group: "apps".into(),
-        resource: "deployments".into(),
-        name: "web".into(),
-        namespace: "app".into(),
-    });
-    option.feedback_rules = vec![FeedbackRule {
-        r#type: FeedbackType::WellKnownStatus,
-        json_paths: Vec::new(),
-    }];
-    vec![option]
-}
-
-fn work_condition(work: &ManifestWork, t: &str) -> Option<ConditionStatus> {
-    let conditions = work.status.as_ref()?.conditions.clone();
-    condition::find(&conditions, t).map(|c| c.status)
-}
-
-fn feedback(work: &ManifestWork, name: &str) -> Option<i64> {
-    work.status
-        .as_ref()?
-        .resource_status
-        .manifests
-        .iter()
-        .flat_map(|m| m.status_feedback.values.iter())
-        .find(|v| v.name == name)
-        .and_then(|v| v.field_value.integer)
 }
 
 #[tokio::test]
@@ -97,42 +44,19 @@ async fn a_manifest_work_is_applied_fed_back_kept_followed_and_deleted() {
     let running = CancellationToken::new();
     let agent = tokio::spawn(agent::run(
         spoke.clone(),
-        AgentConfig {
-            bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
-            credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
-            status_every: Duration::from_millis(500),
-            claims: ClaimPolicy::default(),
-            work: WorkOptions::default(),
-        },
+        agent_config(&spoke, port, &ca, &token, WorkOptions::default()),
         running.clone(),
     ));
-    let clusters: Api<ManagedCluster> = Api::all(hub.clone());
-    eventually("cluster1 Available", async || {
-        let cluster = clusters.get_opt("cluster1").await.unwrap()?;
-        let conditions = cluster.status?.conditions;
-        (condition::find(&conditions, CLUSTER_AVAILABLE)?.status == ConditionStatus::True)
-            .then_some(())
-    })
-    .await;
+    wait_cluster_available(&hub, "cluster1").await;
 
     // Created on the hub → applied on the spoke → Applied and Available on the hub.
     let works: Api<ManifestWork> = Api::namespaced(hub.clone(), "cluster1");
-    let mut work = ManifestWork::new(
-        "web",
-        ManifestWorkSpec {
-            workload: ManifestsTemplate {
-                manifests: manifests(2, "blue"),
-            },
-            manifest_configs: feedback_config(),
-            ..ManifestWorkSpec::default()
-        },
-    );
-    work.metadata.namespace = Some("cluster1".into());
+    let work = web_work("web", "cluster1", "app", 2, "blue");
     let created = Instant::now();
     works.create(&PostParams::default(), &work).await.unwrap();
     eventually("Applied on the hub", async || {
         let work = works.get("web").await.unwrap();
-        (work_condition(&work, CONDITION_APPLIED) == Some(ConditionStatus::True)).then_some(())
+        holds(&work, CONDITION_APPLIED).then_some(())
     })
     .await;
     eprintln!(
@@ -146,9 +70,8 @@ async fn a_manifest_work_is_applied_fed_back_kept_followed_and_deleted() {
     );
     eventually("Available with 2 replicas fed back", async || {
         let work = works.get("web").await.unwrap();
-        (work_condition(&work, CONDITION_AVAILABLE) == Some(ConditionStatus::True)
-            && feedback(&work, "AvailableReplicas") == Some(2))
-        .then_some(())
+        (holds(&work, CONDITION_AVAILABLE) && feedback(&work, "AvailableReplicas") == Some(2))
+            .then_some(())
     })
     .await;
     let hub_work = works.get("web").await.unwrap();
@@ -179,7 +102,7 @@ async fn a_manifest_work_is_applied_fed_back_kept_followed_and_deleted() {
 
     // The work changes on the hub: followed, and the new replicas fed back.
     let mut changed = works.get("web").await.unwrap();
-    changed.spec.workload.manifests = manifests(3, "green");
+    changed.spec = web_work("web", "cluster1", "app", 3, "green").spec;
     works
         .replace("web", &PostParams::default(), &changed)
         .await
@@ -244,15 +167,6 @@ fn config_map_work(name: &str, value: &str) -> ManifestWork {
     work
 }
 
-fn applied_at_generation(work: &ManifestWork) -> bool {
-    let generation = work.metadata.generation;
-    work.status.as_ref().is_some_and(|status| {
-        condition::find(&status.conditions, CONDITION_APPLIED).is_some_and(|c| {
-            c.status == ConditionStatus::True && c.observed_generation == generation
-        })
-    })
-}
-
 #[tokio::test]
 async fn an_agent_restart_asks_only_for_newer_generations_and_rewrites_nothing() {
     let (hub_cluster, spoke_cluster) = tokio::join!(
@@ -273,32 +187,20 @@ async fn an_agent_restart_asks_only_for_newer_generations_and_rewrites_nothing()
         &cancel,
     )
     .await;
-    let agent_config = AgentConfig {
-        bootstrap: config(
-            running_hub.port,
-            &running_hub.ca,
-            &running_hub.token,
-            Duration::from_secs(60),
-        ),
-        credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
-        status_every: Duration::from_millis(500),
-        claims: ClaimPolicy::default(),
-        work: WorkOptions::default(),
-    };
+    let agent_config = agent_config(
+        &spoke,
+        running_hub.port,
+        &running_hub.ca,
+        &running_hub.token,
+        WorkOptions::default(),
+    );
     let first_run = CancellationToken::new();
     let agent = tokio::spawn(agent::run(
         spoke.clone(),
         agent_config.clone(),
         first_run.clone(),
     ));
-    let clusters: Api<ManagedCluster> = Api::all(hub.clone());
-    eventually("cluster1 Available", async || {
-        let cluster = clusters.get_opt("cluster1").await.unwrap()?;
-        let conditions = cluster.status?.conditions;
-        (condition::find(&conditions, CLUSTER_AVAILABLE)?.status == ConditionStatus::True)
-            .then_some(())
-    })
-    .await;
+    wait_cluster_available(&hub, "cluster1").await;
     let works: Api<ManifestWork> = Api::namespaced(hub.clone(), "cluster1");
     let names = ["first", "second", "third"];
     for name in names {
@@ -310,7 +212,7 @@ async fn an_agent_restart_asks_only_for_newer_generations_and_rewrites_nothing()
     eventually("every work Applied on the hub", async || {
         let mut all = true;
         for name in names {
-            all &= applied_at_generation(&works.get(name).await.unwrap());
+            all &= holds(&works.get(name).await.unwrap(), CONDITION_APPLIED);
         }
         all.then_some(())
     })
@@ -365,8 +267,9 @@ async fn an_agent_restart_asks_only_for_newer_generations_and_rewrites_nothing()
     let agent = tokio::spawn(agent::run(spoke.clone(), agent_config, second_run.clone()));
     eventually("the changed work applied after the restart", async || {
         let data = config_maps.get("second").await.unwrap().data?;
-        (data.get("value")? == "v2" && applied_at_generation(&works.get("second").await.unwrap()))
-            .then_some(())
+        (data.get("value")? == "v2"
+            && holds(&works.get("second").await.unwrap(), CONDITION_APPLIED))
+        .then_some(())
     })
     .await;
     // Absence is what is asserted next: give a re-apply storm the time to show.

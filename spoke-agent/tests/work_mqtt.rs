@@ -12,23 +12,16 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ocm_api::cluster::v1::{CONDITION_AVAILABLE as CLUSTER_AVAILABLE, ManagedCluster};
-use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::core::v1::ConfigMap;
 use ocm_api::kube::Api;
 use ocm_api::kube::api::{DeleteParams, PostParams};
-use ocm_api::work::v1::{
-    CONDITION_APPLIED, CONDITION_AVAILABLE, FeedbackRule, FeedbackType, Manifest,
-    ManifestConfigOption, ManifestWork, ManifestWorkSpec, ManifestsTemplate, ResourceIdentifier,
-};
-use ocm_spoke_agent::agent::{self, AgentConfig, WorkOptions};
-use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
-use ocm_spoke_agent::status::ClaimPolicy;
+use ocm_api::work::v1::{CONDITION_APPLIED, CONDITION_AVAILABLE, ManifestWork};
+use ocm_spoke_agent::agent::{self, WorkOptions};
 use ocm_testenv::{Cluster, Mosquitto};
 use ocm_transport::mqtt_config::MqttConfig;
 use ocm_transport::mqtt_transport::Role;
-use serde_json::json;
-use support::{BOOTSTRAP_USER, config, start_hub_with};
+use support::works::{agent_config, feedback, holds, wait_cluster_available, web_work};
+use support::{BOOTSTRAP_USER, start_hub_with};
 use tokio_util::sync::CancellationToken;
 
 /// The hub (CN `ocm-hub`) may use every topic of its source; each cluster (CN = its name) may
@@ -58,66 +51,6 @@ fn mqtt_config(broker: &Mosquitto, user: &str) -> MqttConfig {
     )
     .unwrap();
     MqttConfig::load(&file).unwrap()
-}
-
-fn work(value: &str, replicas: i64) -> ManifestWork {
-    let mut option = ManifestConfigOption::new(ResourceIdentifier {
-        group: "apps".into(),
-        resource: "deployments".into(),
-        name: "web".into(),
-        namespace: "mqtt-app".into(),
-    });
-    option.feedback_rules = vec![FeedbackRule {
-        r#type: FeedbackType::WellKnownStatus,
-        json_paths: Vec::new(),
-    }];
-    let mut work = ManifestWork::new(
-        "over-mqtt",
-        ManifestWorkSpec {
-            workload: ManifestsTemplate {
-                manifests: [
-                    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "mqtt-app"}}),
-                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "mqtt-app"}, "data": {"value": value}}),
-                    json!({
-                        "apiVersion": "apps/v1", "kind": "Deployment",
-                        "metadata": {"name": "web", "namespace": "mqtt-app"},
-                        "spec": {
-                            "replicas": replicas,
-                            "selector": {"matchLabels": {"app": "web"}},
-                            "template": {"metadata": {"labels": {"app": "web"}},
-                                         "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}
-                        }
-                    }),
-                ]
-                .into_iter()
-                .map(Manifest)
-                .collect(),
-            },
-            manifest_configs: vec![option],
-            ..ManifestWorkSpec::default()
-        },
-    );
-    work.metadata.namespace = Some("cluster1".into());
-    work
-}
-
-fn condition_true(work: &ManifestWork, t: &str) -> bool {
-    work.status.as_ref().is_some_and(|s| {
-        condition::find(&s.conditions, t).is_some_and(|c| {
-            c.status == ConditionStatus::True && c.observed_generation == work.metadata.generation
-        })
-    })
-}
-
-fn available_replicas(work: &ManifestWork) -> Option<i64> {
-    work.status
-        .as_ref()?
-        .resource_status
-        .manifests
-        .iter()
-        .flat_map(|m| m.status_feedback.values.iter())
-        .find(|v| v.name == "AvailableReplicas")
-        .and_then(|v| v.field_value.integer)
 }
 
 async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -158,47 +91,38 @@ async fn a_manifest_work_travels_over_mosquitto_survives_a_broker_restart_and_is
     let running = CancellationToken::new();
     let agent = tokio::spawn(agent::run(
         spoke.clone(),
-        AgentConfig {
-            bootstrap: config(
-                running_hub.port,
-                &running_hub.ca,
-                &running_hub.token,
-                Duration::from_secs(60),
-            ),
-            credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
-            status_every: Duration::from_millis(500),
-            claims: ClaimPolicy::default(),
-            work: WorkOptions {
+        agent_config(
+            &spoke,
+            running_hub.port,
+            &running_hub.ca,
+            &running_hub.token,
+            WorkOptions {
                 mqtt: Some(agent_mqtt),
                 ..WorkOptions::default()
             },
-        },
+        ),
         running.clone(),
     ));
 
-    let clusters: Api<ManagedCluster> = Api::all(hub.clone());
-    eventually("cluster1 accepted (its namespace exists)", async || {
-        let cluster = clusters.get_opt("cluster1").await.unwrap()?;
-        let conditions = cluster.status?.conditions;
-        (condition::find(&conditions, CLUSTER_AVAILABLE)?.status == ConditionStatus::True)
-            .then_some(())
-    })
-    .await;
+    wait_cluster_available(&hub, "cluster1").await;
 
     // Created on the hub → over Mosquitto → applied → status back over Mosquitto.
     let works: Api<ManifestWork> = Api::namespaced(hub.clone(), "cluster1");
     let created = Instant::now();
     works
-        .create(&PostParams::default(), &work("blue", 2))
+        .create(
+            &PostParams::default(),
+            &web_work("over-mqtt", "cluster1", "mqtt-app", 2, "blue"),
+        )
         .await
         .unwrap();
     eventually(
         "Applied and Available with 2 replicas fed back",
         async || {
             let work = works.get("over-mqtt").await.unwrap();
-            (condition_true(&work, CONDITION_APPLIED)
-                && condition_true(&work, CONDITION_AVAILABLE)
-                && available_replicas(&work) == Some(2))
+            (holds(&work, CONDITION_APPLIED)
+                && holds(&work, CONDITION_AVAILABLE)
+                && feedback(&work, "AvailableReplicas") == Some(2))
             .then_some(())
         },
     )
@@ -216,14 +140,14 @@ async fn a_manifest_work_travels_over_mosquitto_survives_a_broker_restart_and_is
     );
     let config_maps: Api<ConfigMap> = Api::namespaced(spoke.clone(), "mqtt-app");
     assert_eq!(
-        config_maps.get("settings").await.unwrap().data.unwrap()["value"],
+        config_maps.get("settings").await.unwrap().data.unwrap()["mode"],
         "blue"
     );
 
     // The broker goes away; the work changes meanwhile; nothing is lost once it is back.
     broker.stop();
     let mut changed = works.get("over-mqtt").await.unwrap();
-    changed.spec = work("green", 3).spec;
+    changed.spec = web_work("over-mqtt", "cluster1", "mqtt-app", 3, "green").spec;
     works
         .replace("over-mqtt", &PostParams::default(), &changed)
         .await
@@ -234,13 +158,13 @@ async fn a_manifest_work_travels_over_mosquitto_survives_a_broker_restart_and_is
         "the change applied and fed back after the broker came back",
         async || {
             let work = works.get("over-mqtt").await.unwrap();
-            (condition_true(&work, CONDITION_APPLIED) && available_replicas(&work) == Some(3))
+            (holds(&work, CONDITION_APPLIED) && feedback(&work, "AvailableReplicas") == Some(3))
                 .then_some(())
         },
     )
     .await;
     assert_eq!(
-        config_maps.get("settings").await.unwrap().data.unwrap()["value"],
+        config_maps.get("settings").await.unwrap().data.unwrap()["mode"],
         "green"
     );
 

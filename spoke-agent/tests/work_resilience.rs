@@ -26,15 +26,14 @@ use ocm_api::k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use ocm_api::kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::{Api, Client};
 use ocm_api::work::v1::{
-    CONDITION_APPLIED, CONDITION_AVAILABLE, FeedbackRule, FeedbackType, Manifest,
-    ManifestConfigOption, ManifestWork, ManifestWorkSpec, ManifestsTemplate, ResourceIdentifier,
+    CONDITION_APPLIED, CONDITION_AVAILABLE, Manifest, ManifestWork, ManifestWorkSpec,
+    ManifestsTemplate,
 };
-use ocm_spoke_agent::agent::{self, AgentConfig, AgentError, WorkOptions};
-use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
-use ocm_spoke_agent::status::ClaimPolicy;
+use ocm_spoke_agent::agent::{self, AgentError, WorkOptions};
 use ocm_testenv::{Cluster, Relay};
 use serde_json::json;
-use support::{BOOTSTRAP_USER, config, start_hub, start_hub_on};
+use support::works::{agent_config, feedback, holds, web_work};
+use support::{BOOTSTRAP_USER, start_hub, start_hub_on};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -49,53 +48,6 @@ async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
 async fn by<T>(deadline: Instant, what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
     let left = deadline.saturating_duration_since(Instant::now());
     ocm_testenv::eventually(what, left, check).await
-}
-
-fn manifests(replicas: i64, setting: &str) -> Vec<Manifest> {
-    [
-        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
-        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings", "namespace": "app"}, "data": {"mode": setting}}),
-        json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "app"},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}},
-                             "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}}
-            }
-        }),
-    ]
-    .into_iter()
-    .map(Manifest)
-    .collect()
-}
-
-/// The `web` work: a Namespace, a ConfigMap and a Deployment whose available replicas are fed
-/// back.
-fn web_work(replicas: i64, setting: &str) -> ManifestWork {
-    let mut option = ManifestConfigOption::new(ResourceIdentifier {
-        group: "apps".into(),
-        resource: "deployments".into(),
-        name: "web".into(),
-        namespace: "app".into(),
-    });
-    option.feedback_rules = vec![FeedbackRule {
-        r#type: FeedbackType::WellKnownStatus,
-        json_paths: Vec::new(),
-    }];
-    let mut work = ManifestWork::new(
-        "web",
-        ManifestWorkSpec {
-            workload: ManifestsTemplate {
-                manifests: manifests(replicas, setting),
-            },
-            manifest_configs: vec![option],
-            ..ManifestWorkSpec::default()
-        },
-    );
-    work.metadata.namespace = Some(CLUSTER.into());
-    work
 }
 
 /// A work of one ConfigMap `name` in `default`.
@@ -117,37 +69,14 @@ fn config_map_work(name: &str) -> ManifestWork {
     work
 }
 
-/// Whether `t` is True and set for `generation`.
-fn condition_at(work: &ManifestWork, t: &str, generation: i64) -> bool {
-    work.status
-        .as_ref()
-        .and_then(|s| condition::find(&s.conditions, t))
-        .is_some_and(|c| {
-            c.status == ConditionStatus::True && c.observed_generation == Some(generation)
-        })
-}
-
 /// Applied and Available, both for the work's current generation.
 fn converged(work: &ManifestWork) -> bool {
-    let generation = work.metadata.generation.unwrap();
-    condition_at(work, CONDITION_APPLIED, generation)
-        && condition_at(work, CONDITION_AVAILABLE, generation)
+    holds(work, CONDITION_APPLIED) && holds(work, CONDITION_AVAILABLE)
 }
 
 /// The generation the work's Applied condition was set for.
 fn applied_generation(work: &ManifestWork) -> Option<i64> {
     condition::find(&work.status.as_ref()?.conditions, CONDITION_APPLIED)?.observed_generation
-}
-
-fn feedback(work: &ManifestWork, name: &str) -> Option<i64> {
-    work.status
-        .as_ref()?
-        .resource_status
-        .manifests
-        .iter()
-        .flat_map(|m| m.status_feedback.values.iter())
-        .find(|v| v.name == name)
-        .and_then(|v| v.field_value.integer)
 }
 
 fn cluster_available(cluster: &ManagedCluster) -> Option<ConditionStatus> {
@@ -180,13 +109,7 @@ fn start_agent(
 ) -> JoinHandle<Result<(), AgentError>> {
     tokio::spawn(agent::run(
         spoke.clone(),
-        AgentConfig {
-            bootstrap: config(port, ca, token, Duration::from_secs(60)),
-            credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
-            status_every: Duration::from_millis(500),
-            claims: ClaimPolicy::default(),
-            work: WorkOptions::default(),
-        },
+        agent_config(spoke, port, ca, token, WorkOptions::default()),
         running.clone(),
     ))
 }
@@ -241,7 +164,10 @@ async fn hub_restart_leaves_workloads_untouched_and_status_converges() {
     // that listing.
     let works: Api<ManifestWork> = Api::namespaced(hub.clone(), CLUSTER);
     works
-        .create(&PostParams::default(), &web_work(2, "blue"))
+        .create(
+            &PostParams::default(),
+            &web_work("web", CLUSTER, "app", 2, "blue"),
+        )
         .await
         .unwrap();
     let before = by(
@@ -282,7 +208,7 @@ async fn hub_restart_leaves_workloads_untouched_and_status_converges() {
 
     // The work changes while no hub runs: only the ConfigMap's data.
     let mut changed = works.get("web").await.unwrap();
-    changed.spec.workload.manifests = manifests(2, "green");
+    changed.spec = web_work("web", CLUSTER, "app", 2, "green").spec;
     let changed = works
         .replace("web", &PostParams::default(), &changed)
         .await
@@ -413,7 +339,10 @@ async fn broker_cut_for_30s_loses_nothing_and_status_converges() {
 
     let works: Api<ManifestWork> = Api::namespaced(hub.clone(), CLUSTER);
     works
-        .create(&PostParams::default(), &web_work(2, "blue"))
+        .create(
+            &PostParams::default(),
+            &web_work("web", CLUSTER, "app", 2, "blue"),
+        )
         .await
         .unwrap();
     works
@@ -461,7 +390,7 @@ async fn broker_cut_for_30s_loses_nothing_and_status_converges() {
     // On the hub: a new generation of `web` (3 replicas, another setting), a new work, and a
     // work deleted (held by its finalizer until the agent reports its resources gone).
     let mut changed = works.get("web").await.unwrap();
-    changed.spec.workload.manifests = manifests(3, "green");
+    changed.spec = web_work("web", CLUSTER, "app", 3, "green").spec;
     let changed = works
         .replace("web", &PostParams::default(), &changed)
         .await

@@ -12,7 +12,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::event::{CloudEvent, ExtensionValue, SPEC_VERSION, extension};
-use crate::event_type::{DataType, EventAction, SubResource};
+use crate::event_type::{DataType, EventAction, EventType, SubResource};
 
 /// `*.spec.resync_request` data: the versions an agent holds. Empty means "send everything".
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -149,26 +149,18 @@ pub fn spec_resync_request(
     id: String,
     now: Timestamp,
 ) -> CloudEvent {
-    let event_type = data_type.event_type(SubResource::Spec, EventAction::ResyncRequest);
-    let mut event = CloudEvent {
-        id,
-        source: source.to_owned(),
-        spec_version: SPEC_VERSION.to_owned(),
-        event_type: event_type.to_string(),
-        time: Some(now),
-        data_content_type: Some(crate::event::JSON.to_owned()),
+    let mut event = resync_request(
+        data_type.event_type(SubResource::Spec, EventAction::ResyncRequest),
+        source,
+        cluster,
         // Two plain fields: serialising them cannot fail.
-        data: Some(serde_json::to_vec(held).unwrap_or_default()),
-        ..CloudEvent::default()
-    };
-    for (key, value) in [
-        (extension::CLUSTER_NAME, cluster),
-        (extension::ORIGINAL_SOURCE, ""),
-    ] {
-        event
-            .extensions
-            .insert(key.to_owned(), ExtensionValue::String(value.to_owned()));
-    }
+        serde_json::to_vec(held).unwrap_or_default(),
+        (id, now),
+    );
+    event.extensions.insert(
+        extension::ORIGINAL_SOURCE.to_owned(),
+        ExtensionValue::String(String::new()),
+    );
     event
 }
 
@@ -183,7 +175,23 @@ pub fn status_resync_request(
     id: String,
     now: Timestamp,
 ) -> CloudEvent {
-    let event_type = data_type.event_type(SubResource::Status, EventAction::ResyncRequest);
+    resync_request(
+        data_type.event_type(SubResource::Status, EventAction::ResyncRequest),
+        source,
+        cluster,
+        // Plain string fields: serialising them cannot fail.
+        serde_json::to_vec(held).unwrap_or_default(),
+        (id, now),
+    )
+}
+
+fn resync_request(
+    event_type: EventType,
+    source: &str,
+    cluster: &str,
+    data: Vec<u8>,
+    (id, now): (String, Timestamp),
+) -> CloudEvent {
     let mut event = CloudEvent {
         id,
         source: source.to_owned(),
@@ -191,8 +199,7 @@ pub fn status_resync_request(
         event_type: event_type.to_string(),
         time: Some(now),
         data_content_type: Some(crate::event::JSON.to_owned()),
-        // Plain string fields: serialising them cannot fail.
-        data: Some(serde_json::to_vec(held).unwrap_or_default()),
+        data: Some(data),
         ..CloudEvent::default()
     };
     event.extensions.insert(

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // not every test crate uses every helper
 
+pub(crate) mod works;
+
 use std::time::Duration;
 
 use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
