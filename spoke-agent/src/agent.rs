@@ -120,6 +120,7 @@ pub async fn run(
                 .await
                 .map_err(|e| AgentError::Credentials(Box::new(e)))?
         };
+        let just_joined = stored.is_none();
         let identity = match stored {
             Some(identity) => {
                 tracing::info!(cluster = %name.cluster, "using the stored hub credential");
@@ -135,7 +136,7 @@ pub async fn run(
                 identity
             }
         };
-        match connected(&spoke, &config, identity, &cancel).await? {
+        match connected(&spoke, &config, identity, just_joined, &cancel).await? {
             Ended::Cancelled => return Ok(()),
             Ended::Expired => {
                 tracing::warn!(cluster = %name.cluster, "the client certificate expired unrenewed; bootstrapping again");
@@ -159,10 +160,16 @@ pub async fn run(
 
 /// Works with `identity` until it ends: follows the ManagedCluster and lease, renews the lease,
 /// reports status, and renews the certificate when due.
+///
+/// `just_joined`: the certificate was issued moments ago. The hub may have signed it before
+/// the cluster's RBAC exists (auto-approval races acceptance), so refused subscriptions are
+/// retried within seconds until the ManagedCluster is seen, instead of waiting out OCM's 5–10 s
+/// backoff.
 async fn connected(
     spoke: &Client,
     config: &AgentConfig,
     identity: PemIdentity,
+    just_joined: bool,
     cancel: &CancellationToken,
 ) -> Result<Ended, AgentError> {
     let name = &config.bootstrap.name;
@@ -208,6 +215,12 @@ async fn connected(
     let mut status_tick = tokio::time::interval(config.status_every);
     let renewal = tokio::time::sleep(Duration::from_secs(1));
     tokio::pin!(renewal);
+    let mut early_retry = Duration::from_secs(1);
+    // About a minute of them: after that, the cluster is not seen for another reason (its
+    // registration RBAC is missing), and OCM's backoff is the right pace.
+    let mut early_retries_left = 10u8;
+    let early_retries = tokio::time::sleep(early_retry);
+    tokio::pin!(early_retries);
     loop {
         let now = jiff::Timestamp::now();
         let rotation_due = rotation::until(now, renew_at);
@@ -284,11 +297,11 @@ async fn connected(
                         // now rather than after the old period (OCM resets its ticker too).
                         let newly_accepted = accepted(Some(&current)) && !accepted(cluster.as_ref());
                         let period_changed = cluster.as_ref().map(|c| c.spec.lease_duration()) != Some(current.spec.lease_duration());
-                        if newly_accepted && cluster.is_some() {
+                        if newly_accepted && (cluster.is_some() || just_joined) {
                             // Subscriptions refused until now (leases, works) need not wait out
-                            // their backoff. Only on a transition seen: an agent that starts
-                            // already accepted subscribed fine, and resubscribing would make
-                            // it resync everything twice.
+                            // their backoff. Not for an agent that starts with a stored
+                            // certificate of an accepted cluster: it subscribed fine, and
+                            // resubscribing would make it resync everything twice.
                             grpc_client.resubscribe();
                         }
                         if newly_accepted || period_changed {
@@ -300,6 +313,13 @@ async fn connected(
                 } else if let Ok(Decoded::Object(current)) = registration::decode::<Lease>(RegistrationKind::Lease, &event) {
                     lease = Some(current);
                 }
+            }
+            () = &mut early_retries, if just_joined && cluster.is_none() && early_retries_left > 0 => {
+                tracing::debug!(cluster = %name.cluster, "own ManagedCluster not seen yet; retrying subscriptions");
+                early_retries_left -= 1;
+                grpc_client.resubscribe();
+                early_retry = (early_retry * 2).min(Duration::from_secs(8));
+                early_retries.as_mut().reset(tokio::time::Instant::now() + early_retry);
             }
             _ = status_tick.tick() => report(&hub, spoke, &config.claims, cluster.as_ref(), rotated).await,
             () = &mut renewal => {

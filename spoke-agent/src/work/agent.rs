@@ -139,6 +139,7 @@ pub async fn run(
     let mut eviction = tokio::time::interval(Duration::from_secs(60));
     eviction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut synced_at: Option<Instant> = None;
+    let mut deleted_recently = Forgotten::default();
     if let Some(cache) = &config.cache {
         for cached in remembered(cache, &config).await {
             let uid = cached.work.metadata.uid.clone().unwrap_or_default();
@@ -190,7 +191,13 @@ pub async fn run(
             );
             running.spawn(task);
         }
-        let next_due = due.values().min().copied();
+        // With every slot taken, what is due waits for a slot (`join_next`), not for its time:
+        // sleeping until a time already past would spin.
+        let next_due = if running.len() >= config.concurrency.max(1) {
+            None
+        } else {
+            due.values().min().copied()
+        };
         tokio::select! {
             () = cancel.cancelled() => break,
             event = inbox.events.recv() => {
@@ -199,6 +206,10 @@ pub async fn run(
                     for uid in statuses_asked_for(&mut works, &event, &config.cluster) {
                         due.insert(uid, Instant::now());
                     }
+                } else if deleted_recently.is_deletion_of_forgotten(&event) {
+                    // The hub announces a work's removal once more when it lets it go (after
+                    // our Deleted=True): already done.
+                    tracing::debug!(cluster = %config.cluster, event = %event.id, "deletion of a work already deleted");
                 } else if let Some(uid) = receive(&mut works, &event, &config.cluster) {
                     due.insert(uid, Instant::now());
                 }
@@ -237,6 +248,7 @@ pub async fn run(
                         }
                     }
                     Ok(Done::Deleted) => {
+                        deleted_recently.remember(&uid);
                         works.remove(&uid);
                         due.remove(&uid);
                         reindex(&mut index, &uid, &ManifestWorkStatus::default());
@@ -272,6 +284,38 @@ pub async fn run(
         }
     }
     running.abort_all();
+}
+
+/// UIDs of the works most recently deleted and forgotten, so that the hub's last word on one
+/// (the deletion it sends when it removes the ManifestWork) does not start a second deletion.
+#[derive(Default)]
+struct Forgotten {
+    order: std::collections::VecDeque<String>,
+    uids: HashSet<String>,
+}
+
+impl Forgotten {
+    const KEPT: usize = 1024;
+
+    fn remember(&mut self, uid: &str) {
+        if self.uids.insert(uid.to_owned()) {
+            self.order.push_back(uid.to_owned());
+        }
+        while self.order.len() > Self::KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.uids.remove(&oldest);
+            }
+        }
+    }
+
+    fn is_deletion_of_forgotten(&self, event: &CloudEvent) -> bool {
+        event
+            .extensions
+            .contains_key(ocm_transport::event::extension::DELETION_TIMESTAMP)
+            && event
+                .extension_str(ocm_transport::event::extension::RESOURCE_ID)
+                .is_some_and(|uid| self.uids.contains(uid))
+    }
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -709,5 +753,45 @@ async fn evict(applier: &Applier, config: &WorkAgentConfig, known: &HashSet<Stri
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ocm_transport::event::ExtensionValue;
+
+    fn deletion_of(uid: &str) -> CloudEvent {
+        let mut event = CloudEvent::default();
+        event.extensions.insert(
+            ocm_transport::event::extension::RESOURCE_ID.to_owned(),
+            ExtensionValue::String(uid.to_owned()),
+        );
+        event.extensions.insert(
+            ocm_transport::event::extension::DELETION_TIMESTAMP.to_owned(),
+            ExtensionValue::Timestamp(Timestamp::UNIX_EPOCH),
+        );
+        event
+    }
+
+    #[test]
+    fn a_deletion_of_a_work_just_deleted_is_recognised_and_the_memory_is_bounded() {
+        let mut forgotten = Forgotten::default();
+        forgotten.remember("first");
+        assert!(forgotten.is_deletion_of_forgotten(&deletion_of("first")));
+        assert!(!forgotten.is_deletion_of_forgotten(&deletion_of("other")));
+        let mut update = deletion_of("first");
+        update
+            .extensions
+            .remove(ocm_transport::event::extension::DELETION_TIMESTAMP);
+        assert!(
+            !forgotten.is_deletion_of_forgotten(&update),
+            "a work created again with the same UID is not a deletion"
+        );
+        for i in 0..Forgotten::KEPT {
+            forgotten.remember(&format!("uid-{i}"));
+        }
+        assert!(!forgotten.is_deletion_of_forgotten(&deletion_of("first")));
+        assert_eq!(forgotten.uids.len(), Forgotten::KEPT);
     }
 }

@@ -2,18 +2,17 @@
 //! what applying each manifest did and what its live object looks like. Pure.
 //!
 //! Per manifest: `Applied` (how the apply went), `Available` (whether the object exists),
-//! `StatusFeedbackSynced` and the feedback values of the work's rules, and the well-known
-//! `Complete` condition for Jobs and Pods when a rule asks for it. For the work: `Applied` when
-//! every manifest applied, and `Available` summed up as OCM words it.
+//! `StatusFeedbackSynced` and the feedback values of the work's rules, and the conditions of its
+//! condition rules ([`cel`]). For the work: `Applied` when every manifest applied, and
+//! `Available` summed up as OCM words it.
 
 use ocm_api::condition::{self, Condition, ConditionStatus};
 use ocm_api::k8s_openapi::jiff::Timestamp;
 use ocm_api::work::v1::{
-    CONDITION_APPLIED, CONDITION_AVAILABLE, CONDITION_STATUS_FEEDBACK_SYNCED, ConditionRuleType,
-    FeedbackType, FeedbackValue, FieldValue, ManifestCondition, ManifestConfigOption,
-    ManifestResourceMeta, REASON_APPLIED_MANIFEST_COMPLETE, REASON_APPLIED_MANIFEST_WORK_COMPLETE,
-    REASON_APPLIED_MANIFEST_WORK_FAILED, REASON_CONDITION_RULE_EVALUATED,
-    REASON_CONDITION_RULE_INVALID, REASON_FETCHING_RESOURCE_FAILED,
+    CONDITION_APPLIED, CONDITION_AVAILABLE, CONDITION_STATUS_FEEDBACK_SYNCED, FeedbackType,
+    FeedbackValue, FieldValue, ManifestCondition, ManifestConfigOption, ManifestResourceMeta,
+    REASON_APPLIED_MANIFEST_COMPLETE, REASON_APPLIED_MANIFEST_WORK_COMPLETE,
+    REASON_APPLIED_MANIFEST_WORK_FAILED, REASON_FETCHING_RESOURCE_FAILED,
     REASON_INCOMPLETE_RESOURCE_META, REASON_NO_STATUS_FEEDBACK_SYNCED, REASON_RESOURCE_AVAILABLE,
     REASON_RESOURCE_NOT_AVAILABLE, REASON_RESOURCES_AVAILABLE, REASON_RESOURCES_NOT_AVAILABLE,
     REASON_RESOURCES_STATUS_UNKNOWN, REASON_STATUS_FEEDBACK_SYNC_FAILED,
@@ -21,6 +20,7 @@ use ocm_api::work::v1::{
 };
 use serde_json::Value;
 
+use super::cel;
 use super::feedback::{self, NamedPath, Scalar};
 
 /// How applying one manifest went.
@@ -147,17 +147,16 @@ pub fn manifest_condition(
             None,
             now,
         );
-        for rule in config
+        let rules = config
             .map(|c| c.condition_rules.as_slice())
-            .unwrap_or_default()
-        {
-            let (status, reason, message) = condition_rule(object, meta, rule);
+            .unwrap_or_default();
+        for rule in cel::evaluate_rules(object, meta, rules) {
             set_observed(
                 &mut conditions,
                 &rule.condition,
-                status,
-                reason,
-                &message,
+                rule.status,
+                rule.reason,
+                &rule.message,
                 generation,
                 now,
             );
@@ -275,86 +274,6 @@ fn gvk(meta: &ManifestResourceMeta) -> String {
     format!("{}/{}, Kind={}", meta.group, meta.version, meta.kind)
 }
 
-/// A condition rule on the live object. The well-known `Complete` of Jobs and Pods is built in;
-/// CEL expressions are not evaluated by this agent and say so.
-fn condition_rule(
-    object: &Value,
-    meta: &ManifestResourceMeta,
-    rule: &ocm_api::work::v1::ConditionRule,
-) -> Judgement {
-    match rule.r#type {
-        ConditionRuleType::WellKnownConditions => {
-            let Some((done, message)) = well_known_complete(object, meta) else {
-                return (
-                    ConditionStatus::Unknown,
-                    REASON_CONDITION_RULE_INVALID,
-                    format!(
-                        "cannot find the wellknown conditions for resource with gvk {}",
-                        gvk(meta)
-                    ),
-                );
-            };
-            let status = if done {
-                ConditionStatus::True
-            } else {
-                ConditionStatus::False
-            };
-            let message = if rule.message.is_empty() {
-                message
-            } else {
-                rule.message.clone()
-            };
-            (status, REASON_CONDITION_RULE_EVALUATED, message)
-        }
-        ConditionRuleType::Cel => (
-            ConditionStatus::Unknown,
-            REASON_CONDITION_RULE_INVALID,
-            "CEL condition rules are not evaluated by this agent; use WellKnownConditions or status feedback".to_owned(),
-        ),
-    }
-}
-
-/// OCM's well-known completion: a Job whose `Complete` or `Failed` condition is True, a Pod in
-/// phase Succeeded or Failed.
-pub fn well_known_complete(object: &Value, meta: &ManifestResourceMeta) -> Option<(bool, String)> {
-    match (
-        meta.group.as_str(),
-        meta.version.as_str(),
-        meta.kind.as_str(),
-    ) {
-        ("batch", "v1", "Job") => {
-            let done = object
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .any(|c| {
-                    matches!(
-                        c.get("type").and_then(Value::as_str),
-                        Some("Complete" | "Failed")
-                    ) && c.get("status").and_then(Value::as_str) == Some("True")
-                });
-            let message = if done {
-                "Job is finished"
-            } else {
-                "Job is not finished"
-            };
-            Some((done, message.to_owned()))
-        }
-        ("", "v1", "Pod") => {
-            let phase = object
-                .pointer("/status/phase")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            Some((
-                matches!(phase, "Succeeded" | "Failed"),
-                format!("Pod is in phase {phase}"),
-            ))
-        }
-        _ => None,
-    }
-}
-
 /// The work's own `Applied` and `Available`, from its manifests' (keeping other conditions and
 /// transition times).
 pub fn work_conditions(
@@ -441,7 +360,10 @@ pub fn work_conditions(
 
 #[cfg(test)]
 mod tests {
-    use ocm_api::work::v1::{ConditionRule, FeedbackRule, JsonPath, ResourceIdentifier};
+    use ocm_api::work::v1::{
+        ConditionRule, ConditionRuleType, FeedbackRule, JsonPath, REASON_CONDITION_RULE_EVALUATED,
+        ResourceIdentifier,
+    };
 
     use super::*;
 
@@ -612,53 +534,108 @@ mod tests {
     }
 
     #[test]
-    fn jobs_and_pods_complete_as_ocms_well_known_rules_say() {
+    fn condition_rules_set_manifest_conditions_of_the_works_generation() {
         let job = meta("batch", "Job", "jobs");
-        let finished =
-            serde_json::json!({"status": {"conditions": [{"type": "Failed", "status": "True"}]}});
-        assert_eq!(
-            well_known_complete(&finished, &job),
-            Some((true, "Job is finished".into()))
+        let running = serde_json::json!({"spec": {"completions": 1}, "status": {"active": 1}});
+        let rules = config(
+            Vec::new(),
+            vec![
+                ConditionRule {
+                    condition: "Complete".into(),
+                    r#type: ConditionRuleType::WellKnownConditions,
+                    cel_expressions: Vec::new(),
+                    message: String::new(),
+                    message_expression: String::new(),
+                },
+                ConditionRule {
+                    condition: "Started".into(),
+                    r#type: ConditionRuleType::Cel,
+                    cel_expressions: vec![
+                        "has(object.status.active) || has(object.status.succeeded)".into(),
+                    ],
+                    message: String::new(),
+                    message_expression: r#"result ? "started" : "waiting""#.into(),
+                },
+            ],
         );
-        assert_eq!(
-            well_known_complete(&serde_json::json!({}), &job),
-            Some((false, "Job is not finished".into()))
-        );
-        let pod = meta("", "Pod", "pods");
-        assert_eq!(
-            well_known_complete(&serde_json::json!({"status": {"phase": "Succeeded"}}), &pod),
-            Some((true, "Pod is in phase Succeeded".into()))
-        );
-        let rule = ConditionRule {
-            condition: "Complete".into(),
-            r#type: ConditionRuleType::WellKnownConditions,
-            cel_expressions: Vec::new(),
-            message: String::new(),
-            message_expression: String::new(),
-        };
-        let outcome = ManifestOutcome {
-            meta: job,
+        let outcome = |live: Value| ManifestOutcome {
+            meta: job.clone(),
             applied: Applied::Done,
-            live: Live::Found(finished),
+            live: Live::Found(live),
+        };
+        let find = |m: &ManifestCondition, t: &str| {
+            condition::find(&m.conditions, t).map(|c| {
+                (
+                    c.status,
+                    c.reason.clone(),
+                    c.message.clone(),
+                    c.observed_generation,
+                    c.last_transition_time.clone(),
+                )
+            })
         };
         let m = manifest_condition(
             None,
-            &outcome,
-            Some(&config(Vec::new(), vec![rule])),
+            &outcome(running.clone()),
+            Some(&rules),
             Some(2),
             1024,
             at(0),
         );
         assert_eq!(
-            status(&m, "Complete"),
+            find(&m, "Complete").map(|c| (c.0, c.1, c.2, c.3)),
             Some((
-                ConditionStatus::True,
-                REASON_CONDITION_RULE_EVALUATED.into()
+                ConditionStatus::False,
+                REASON_CONDITION_RULE_EVALUATED.into(),
+                "Job is not finished".into(),
+                Some(2)
             ))
         );
+        assert_eq!(
+            find(&m, "Started").map(|c| (c.0, c.2)),
+            Some((ConditionStatus::True, "started".into()))
+        );
+        // The Job finishes: Complete turns True with a new transition time; Started keeps its.
+        let finished = serde_json::json!({"status": {"succeeded": 1, "conditions": [
+            {"type": "Complete", "status": "True"}]}});
+        let later = manifest_condition(
+            Some(&m),
+            &outcome(finished.clone()),
+            Some(&rules),
+            Some(2),
+            1024,
+            at(50),
+        );
+        assert_eq!(
+            find(&later, "Complete").map(|c| (c.0, c.2)),
+            Some((ConditionStatus::True, "Job is finished".into()))
+        );
+        assert_ne!(
+            find(&later, "Complete").map(|c| c.4),
+            find(&m, "Complete").map(|c| c.4)
+        );
+        assert_eq!(
+            find(&later, "Started").map(|c| c.4),
+            find(&m, "Started").map(|c| c.4)
+        );
         // The rule removed in generation 3: its condition goes.
-        let m = manifest_condition(Some(&m), &outcome, None, Some(3), 1024, at(0));
+        let m = manifest_condition(
+            Some(&later),
+            &outcome(finished),
+            None,
+            Some(3),
+            1024,
+            at(60),
+        );
         assert_eq!(status(&m, "Complete"), None);
+        assert_eq!(status(&m, "Started"), None);
+        assert_eq!(
+            status(&m, CONDITION_APPLIED),
+            Some((
+                ConditionStatus::True,
+                REASON_APPLIED_MANIFEST_COMPLETE.into()
+            ))
+        );
     }
 
     #[test]

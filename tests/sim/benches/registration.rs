@@ -1,16 +1,20 @@
 //! Registration at scale (issue 4): simulated agents join a real `ocm-hub` on a real hub
-//! apiserver with auto-approval, then ten thousand of them heartbeat.
+//! apiserver with auto-approval, then thousands of them heartbeat.
 //!
 //! `cargo build --release -p ocm-hub-server --bin ocm-hub && cargo bench -p ocm-sim --bench
-//!  registration [-- --joiners 500 --total 10000 --in-flight 1000 --ramp shortcut --lease 10
-//!  --settle 30 --window 60]`
+//!  registration [-- --joiners 500 --total 5000 --in-flight 300 --ramp shortcut --lease 10
+//!  --settle 30 --window 60 --hub-arg <ocm-hub argument>…]`
+//!
+//! The default is 5,000 clusters, not the issue's 10,000: on the 2-core reference machine the
+//! hub apiserver saturates at about 6,000 registered clusters (see BENCHMARKS.md), so a run to
+//! 10,000 (`--total 10000`) does not finish there; on a larger machine it does.
 //!
 //! - A hub cluster (etcd, kube-apiserver, kube-controller-manager, … from `ocm-testenv`) and the
 //!   real `ocm-hub` binary as a child process, with `--auto-approved-users` naming the bootstrap
 //!   ServiceAccount it creates (`--bootstrap-service-account`): the hub approves and signs the
 //!   agents' CSRs and accepts their clusters on first sight (OCM's ManagedClusterAutoApproval).
 //!   Every other hub setting is its default (`--lease-write-interval 60s`,
-//!   `--auth-cache-ttl 10s`, …).
+//!   `--auth-cache-ttl 10s`, …) unless given with `--hub-arg`.
 //! - **Join**: `--joiners` simulated spokes start at once. Each runs the agent's own bootstrap
 //!   (ECDSA key, CSR, ManagedCluster over gRPC with the bootstrap token), then its own mutual-TLS
 //!   connection, and once accepted renews its lease and reports Joined and Available, with the
@@ -98,6 +102,8 @@ struct Options {
     settle: Duration,
     window: Duration,
     ramp: Ramp,
+    /// Extra `ocm-hub` arguments (`--hub-arg --auth-cache-ttl=60s`, repeatable).
+    hub_args: Vec<String>,
     /// Longest any phase may take before the run fails.
     phase_timeout: Duration,
 }
@@ -114,17 +120,19 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             settle: Duration::from_secs(1),
             window: Duration::from_secs(3),
             ramp: Ramp::Shortcut,
+            hub_args: Vec::new(),
             phase_timeout: Duration::from_secs(120),
         });
     }
     let mut options = Options {
         joiners: 500,
-        total: 10_000,
-        in_flight: 1_000,
+        total: 5_000,
+        in_flight: 300,
         lease_seconds: 10,
         settle: Duration::from_secs(30),
         window: Duration::from_secs(60),
         ramp: Ramp::Shortcut,
+        hub_args: Vec::new(),
         phase_timeout: Duration::from_secs(1_800),
     };
     for pair in args.windows(2) {
@@ -141,6 +149,7 @@ fn options(args: &[String]) -> anyhow::Result<Options> {
             "--lease" => options.lease_seconds = i32::try_from(number()?)?,
             "--settle" => options.settle = Duration::from_secs(number()?),
             "--window" => options.window = Duration::from_secs(number()?),
+            "--hub-arg" => options.hub_args.push(value.to_owned()),
             "--ramp" => {
                 options.ramp = match value {
                     "shortcut" => Ramp::Shortcut,
@@ -491,7 +500,10 @@ async fn bench(options: Options) -> anyhow::Result<()> {
             BOOTSTRAP_USER.into(),
             "--bootstrap-service-account".into(),
             format!("{BOOTSTRAP_NAMESPACE}/{BOOTSTRAP_SA}"),
-        ],
+        ]
+        .into_iter()
+        .chain(options.hub_args.iter().cloned())
+        .collect::<Vec<String>>(),
         hub_log.clone(),
         Duration::from_secs(60),
     )
@@ -838,13 +850,14 @@ async fn run(
     let per_cluster = |rss: u64, n: usize| rss.saturating_sub(rss_before) as f64 / n as f64;
     println!();
     println!(
-        "machine: {} cores; {} clusters ({} joining at once, then at most {} in flight); lease {} s; window {:.0} s",
+        "machine: {} cores; {} clusters ({} joining at once, then at most {} in flight); lease {} s; window {:.0} s; ocm-hub extra arguments: {:?}",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         options.total,
         options.joiners,
         options.in_flight,
         options.lease_seconds,
-        seconds
+        seconds,
+        options.hub_args
     );
     println!();
     println!("| figure | value |");

@@ -12,6 +12,7 @@ use ocm_testenv::{Cluster, Process, free_port};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::SimError;
+use crate::measure::Metrics;
 
 /// Where `ocm-hub` keeps its CA (the default `--namespace`) and the Secret's name.
 pub const HUB_NAMESPACE: &str = "open-cluster-management-hub";
@@ -113,6 +114,16 @@ impl HubProcess {
     pub fn stop(&mut self, grace: Duration) {
         self.process.stop(grace);
     }
+
+    /// The hub's own counters (`ocm_hub_published_events_total`,
+    /// `ocm_hub_work_status_writes_total`, …) named in `names`, from its `/metrics`.
+    pub async fn metrics(&self, names: &[&str]) -> Result<Metrics, SimError> {
+        match http_get(self.health_port, "/metrics").await {
+            Some((200, body)) => Ok(Metrics::parse(&body, names)),
+            Some((status, _)) => Err(SimError::Hub(format!("GET /metrics answered {status}"))),
+            None => Err(SimError::Hub("GET /metrics: no answer".to_owned())),
+        }
+    }
 }
 
 /// A token of the bootstrap ServiceAccount `namespace/name` (which `ocm-hub
@@ -159,6 +170,12 @@ pub async fn hub_ca_pem(client: &Client) -> Result<String, SimError> {
 
 /// The HTTP status of GET `path` on 127.0.0.1:`port`, if it answered.
 async fn http_status(port: u16, path: &str) -> Option<u16> {
+    http_get(port, path).await.map(|(status, _)| status)
+}
+
+/// GET `path` on 127.0.0.1:`port` (plain HTTP/1.1, as the hub's and agent's health endpoints
+/// serve it): the status and the body, if it answered.
+pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
@@ -171,5 +188,10 @@ async fn http_status(port: u16, path: &str) -> Option<u16> {
         .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).await.ok()?;
-    response.split_whitespace().nth(1)?.parse().ok()
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Some((status, body))
 }

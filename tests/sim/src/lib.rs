@@ -13,10 +13,12 @@
 //! gives them identities directly from the hub's CA ([`identity::Issuer`]); everything after
 //! that is the same.
 //!
-//! Around it: the real `ocm-hub` binary as a child process ([`hub::HubProcess`]) and what the
-//! benchmarks read of the machine — resident memory and CPU time of a process, the apiserver's
+//! Around it: the real `ocm-hub` binary as a child process ([`hub::HubProcess`]), real
+//! `ocm-agent` processes on real managed clusters for the benchmarks that need the whole agent
+//! ([`agent::AgentProcess`]), and what the benchmarks read of the machine — resident memory and CPU time of a process, the apiserver's
 //! request and storage counters ([`measure`]).
 
+pub mod agent;
 pub mod hub;
 pub mod identity;
 pub mod measure;
@@ -33,6 +35,15 @@ pub enum SimError {
     HubBinaryMissing {
         path: std::path::PathBuf,
         profile: &'static str,
+    },
+    #[error(
+        "{path} is missing: build it first with `cargo build {profile}-p {package} --bin {bin}`"
+    )]
+    BinaryMissing {
+        path: std::path::PathBuf,
+        profile: &'static str,
+        package: &'static str,
+        bin: &'static str,
     },
     #[error("ocm-hub: {0}")]
     Hub(String),
@@ -64,6 +75,40 @@ impl SimError {
             what,
             source: Box::new(source),
         }
+    }
+}
+
+/// The binary `bin` (of the workspace package `package`) beside the running executable's build
+/// directory (`target/<profile>/`), where `cargo build` puts it.
+pub fn binary_beside_current_exe(
+    bin: &'static str,
+    package: &'static str,
+) -> Result<std::path::PathBuf, SimError> {
+    let exe = std::env::current_exe().map_err(|source| SimError::Proc {
+        path: "current exe".to_owned(),
+        source,
+    })?;
+    let mut dir = exe
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(bin);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(SimError::BinaryMissing {
+            profile: if dir.ends_with("release") {
+                "--release "
+            } else {
+                ""
+            },
+            path,
+            package,
+            bin,
+        })
     }
 }
 
