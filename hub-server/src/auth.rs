@@ -20,10 +20,13 @@ use ocm_transport::broker::{Authorizer, Identity, TokenAuthenticator};
 
 /// Entries a decision cache holds before it drops expired ones (and, if still full, all).
 const CACHE_LIMIT: usize = 100_000;
+/// The longest a denial is reused.
+const DENIAL_TTL: Duration = Duration::from_secs(5);
 
 /// A small time-bounded cache. The lock is never held across an `.await`.
 struct TtlCache<K, V> {
     ttl: Duration,
+    /// Each entry with the instant it expires.
     entries: Mutex<HashMap<K, (Instant, V)>>,
 }
 
@@ -39,7 +42,7 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries
             .get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .filter(|(expires, _)| Instant::now() < *expires)
             .map(|(_, value)| value.clone())
     }
 
@@ -49,17 +52,24 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
     }
 
     fn put(&self, key: K, value: V) {
-        if self.ttl.is_zero() {
+        self.put_for(key, value, self.ttl);
+    }
+
+    /// Keeps `value` for `ttl` (at most the cache's own).
+    fn put_for(&self, key: K, value: V, ttl: Duration) {
+        let ttl = ttl.min(self.ttl);
+        if ttl.is_zero() {
             return;
         }
+        let now = Instant::now();
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_LIMIT {
-            entries.retain(|_, (at, _)| at.elapsed() < self.ttl);
+            entries.retain(|_, (expires, _)| now < *expires);
             if entries.len() >= CACHE_LIMIT {
                 entries.clear();
             }
         }
-        entries.insert(key, (Instant::now(), value));
+        entries.insert(key, (now + ttl, value));
     }
 }
 
@@ -205,10 +215,14 @@ impl Authorizer for SubjectAccessReviewAuthorizer {
             return Ok(allowed);
         }
         let allowed = self.review(who, request).await?;
-        if !allowed {
+        if allowed {
+            self.cache.put(key, allowed);
+        } else {
             tracing::info!(user = %who.user, verb = request.verb, resource = %request.resource, namespace = %request.namespace, "denied by RBAC");
+            // A denial is kept briefly: access an administrator grants by hand should work
+            // within seconds. (Grants the hub makes itself drop the cluster's entries at once.)
+            self.cache.put_for(key, allowed, DENIAL_TTL);
         }
-        self.cache.put(key, allowed);
         Ok(allowed)
     }
 }
@@ -256,5 +270,19 @@ mod tests {
         let off = TtlCache::new(Duration::ZERO);
         off.put("a", 1);
         assert_eq!(off.get(&"a"), None);
+    }
+
+    #[test]
+    fn an_entry_kept_for_less_expires_first_and_never_outlives_the_cache_ttl() {
+        let cache = TtlCache::new(Duration::from_millis(80));
+        cache.put("allowed", true);
+        cache.put_for("denied", false, Duration::from_millis(20));
+        cache.put_for("long", true, Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(cache.get(&"denied"), None);
+        assert_eq!(cache.get(&"allowed"), Some(true));
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(cache.get(&"allowed"), None);
+        assert_eq!(cache.get(&"long"), None, "capped at the cache's TTL");
     }
 }

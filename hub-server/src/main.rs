@@ -53,8 +53,10 @@ struct Cli {
     /// Lifetime of the agents' client certificates.
     #[arg(long, default_value = "24h", value_parser = duration)]
     client_cert_validity: Duration,
-    /// How long authentication and authorization decisions are reused.
-    #[arg(long, default_value = "10s", value_parser = duration)]
+    /// How long authentication decisions and authorization grants are reused (denials: at most
+    /// 5 s). Grants the hub changes itself (acceptance, denial) drop a cluster's decisions at
+    /// once; this bounds how long a hand-made RBAC change takes to apply.
+    #[arg(long, default_value = "60s", value_parser = duration)]
     auth_cache_ttl: Duration,
     /// A cluster is Unknown after this many lease durations without a renewal.
     #[arg(long, default_value_t = 5)]

@@ -75,6 +75,50 @@ struct Context {
     config: AcceptanceConfig,
     /// The shared ClusterRoles are the same for every cluster: applied once, not per reconcile.
     shared_roles_applied: std::sync::atomic::AtomicBool,
+    /// What each cluster's grants were last applied for, and when: a reconcile caused only by
+    /// a status change (availability, a status report) applies nothing again. At 10,000
+    /// clusters those would otherwise be hundreds of writes a second.
+    granted: std::sync::Mutex<std::collections::HashMap<String, Granted>>,
+}
+
+/// The state of one cluster's grants as last applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Granted {
+    uid: String,
+    accepted: bool,
+    at: std::time::Instant,
+}
+
+impl Context {
+    /// Whether `cluster`'s grants were applied for this acceptance state within the resync
+    /// period (so drift is still corrected every [`RESYNC`]).
+    fn granted_recently(&self, cluster: &ManagedCluster) -> bool {
+        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        granted
+            .get(cluster.metadata.name.as_deref().unwrap_or_default())
+            .is_some_and(|g| {
+                Some(g.uid.as_str()) == cluster.metadata.uid.as_deref()
+                    && g.accepted == cluster.spec.hub_accepts_client
+                    && g.at.elapsed() < RESYNC - Duration::from_secs(30)
+            })
+    }
+
+    fn record_granted(&self, cluster: &ManagedCluster) {
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        granted.insert(
+            cluster.metadata.name.clone().unwrap_or_default(),
+            Granted {
+                uid: cluster.metadata.uid.clone().unwrap_or_default(),
+                accepted: cluster.spec.hub_accepts_client,
+                at: std::time::Instant::now(),
+            },
+        );
+    }
+
+    fn forget_granted(&self, cluster: &str) {
+        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
+        granted.remove(cluster);
+    }
 }
 
 /// Runs the controller until `cancel`.
@@ -89,6 +133,7 @@ pub async fn run(client: Client, config: AcceptanceConfig, cancel: CancellationT
                 client,
                 config,
                 shared_roles_applied: std::sync::atomic::AtomicBool::new(false),
+                granted: std::sync::Mutex::default(),
             }),
         )
         .for_each(|result| async move {
@@ -128,6 +173,7 @@ async fn reconcile(
         remove_finalizer(client, &cluster)
             .await
             .map_err(err("removing the finalizer"))?;
+        ctx.forget_granted(&name);
         tracing::info!(cluster = %name, "ManagedCluster cleaned up");
         return Ok(Action::await_change());
     }
@@ -140,6 +186,15 @@ async fn reconcile(
         return Ok(Action::await_change());
     }
     let accepted = cluster.spec.hub_accepts_client;
+    let recorded_accepted = cluster
+        .status
+        .as_ref()
+        .and_then(|s| condition::find(&s.conditions, CONDITION_HUB_ACCEPTED))
+        .is_some_and(|c| c.status == ConditionStatus::True);
+    if recorded_accepted == accepted && ctx.granted_recently(&cluster) {
+        // Woken by a change of status or labels: the grants stand as applied.
+        return Ok(Action::requeue(RESYNC));
+    }
     apply(client, &rbac::cluster_role(&name, accepted))
         .await
         .map_err(err("applying its ClusterRole"))?;
@@ -225,6 +280,9 @@ async fn reconcile(
             .await
             .map_err(err("recording acceptance"))?;
         tracing::info!(cluster = %name, accepted, "acceptance recorded");
+    }
+    if requeue == RESYNC {
+        ctx.record_granted(&cluster);
     }
     Ok(Action::requeue(requeue))
 }

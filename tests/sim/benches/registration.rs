@@ -14,7 +14,7 @@
 //!   ServiceAccount it creates (`--bootstrap-service-account`): the hub approves and signs the
 //!   agents' CSRs and accepts their clusters on first sight (OCM's ManagedClusterAutoApproval).
 //!   Every other hub setting is its default (`--lease-write-interval 60s`,
-//!   `--auth-cache-ttl 10s`, …) unless given with `--hub-arg`.
+//!   `--auth-cache-ttl 60s`, …) unless given with `--hub-arg`.
 //! - **Join**: `--joiners` simulated spokes start at once. Each runs the agent's own bootstrap
 //!   (ECDSA key, CSR, ManagedCluster over gRPC with the bootstrap token), then its own mutual-TLS
 //!   connection, and once accepted renews its lease and reports Joined and Available, with the
@@ -102,7 +102,7 @@ struct Options {
     settle: Duration,
     window: Duration,
     ramp: Ramp,
-    /// Extra `ocm-hub` arguments (`--hub-arg --auth-cache-ttl=60s`, repeatable).
+    /// Extra `ocm-hub` arguments (`--hub-arg --auth-cache-ttl=10s`, repeatable).
     hub_args: Vec<String>,
     /// Longest any phase may take before the run fails.
     phase_timeout: Duration,
