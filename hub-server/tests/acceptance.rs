@@ -183,6 +183,26 @@ async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
     ocm_testenv::eventually(what, Duration::from_secs(20), check).await
 }
 
+/// Server-side applies of RBAC objects and namespaces the apiserver has served (its own request
+/// counter): the acceptance controller's grant writes.
+async fn grant_writes(kube: &Client) -> u64 {
+    let request = ocm_api::kube::core::Request::new("")
+        .get("metrics", &ocm_api::kube::api::GetParams::default())
+        .unwrap();
+    let metrics = kube.request_text(request).await.unwrap();
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("apiserver_request_total{")
+                && line.contains(r#"verb="APPLY""#)
+                && ["rolebindings", "clusterroles", "clusterrolebindings", "namespaces"]
+                    .iter()
+                    .any(|r| line.contains(&format!(r#"resource="{r}""#)))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 async fn accepted_condition(clusters: &Api<ManagedCluster>) -> Option<ConditionStatus> {
     let cluster = clusters.get("cluster1").await.ok()?;
     let conditions = cluster.status.map(|s| s.conditions).unwrap_or_default();
@@ -267,6 +287,27 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         .finalizers
         .unwrap();
     assert!(finalizers.contains(&acceptance::CLEANUP_FINALIZER.to_owned()));
+
+    // Status changes (availability, the agent's reports) wake the controller but apply no
+    // grant again: at thousands of clusters those writes would swamp the apiserver.
+    let grants_before = grant_writes(&kube).await;
+    for i in 0..5 {
+        clusters
+            .patch_status(
+                "cluster1",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"version": {"kubernetes": format!("v1.36.{i}")}}})),
+            )
+            .await
+            .unwrap();
+    }
+    // Absence is what is asserted: give the controller the time to react.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        grant_writes(&kube).await,
+        grants_before,
+        "status changes re-applied the cluster's grants"
+    );
 
     // Denied: the namespace access goes, the namespace stays.
     set_accepted(&clusters, false).await;
