@@ -195,9 +195,14 @@ async fn grant_writes(kube: &Client) -> u64 {
         .filter(|line| {
             line.starts_with("apiserver_request_total{")
                 && line.contains(r#"verb="APPLY""#)
-                && ["rolebindings", "clusterroles", "clusterrolebindings", "namespaces"]
-                    .iter()
-                    .any(|r| line.contains(&format!(r#"resource="{r}""#)))
+                && [
+                    "rolebindings",
+                    "clusterroles",
+                    "clusterrolebindings",
+                    "namespaces",
+                ]
+                .iter()
+                .any(|r| line.contains(&format!(r#"resource="{r}""#)))
         })
         .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
         .sum()
