@@ -176,7 +176,7 @@ async fn a_work_applies_in_order_feeds_back_restores_follows_and_prunes() {
         work_condition(&outcome, CONDITION_APPLIED),
         Some(ConditionStatus::False)
     );
-    assert!(outcome.failed);
+    assert!(outcome.failed());
     // Ordinals follow the work's order.
     let ordinals: Vec<i32> = outcome
         .status
@@ -460,7 +460,7 @@ async fn deleting_a_work_removes_all_none_or_all_but_the_listed() {
             ttl_seconds_after_finished: None,
         });
         let outcome = applier.apply(&w).await.unwrap();
-        assert!(!outcome.failed, "{:?}", outcome.status);
+        assert!(!outcome.failed(), "{:?}", outcome.status);
     }
     for (name, _, _) in &policies {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -572,7 +572,7 @@ async fn a_work_with_an_executor_applies_only_what_that_account_may() {
         Duration::from_secs(20),
         async || {
             let outcome = applier.apply(&w).await.unwrap();
-            (!outcome.failed).then_some(outcome)
+            (!outcome.failed()).then_some(outcome)
         },
     )
     .await;

@@ -262,7 +262,7 @@ async fn rbac_manifests_are_dry_run_as_the_executor_so_it_cannot_grant_what_it_d
         );
     }
     assert_eq!(work_applied(&refused), Some(ConditionStatus::False));
-    assert!(refused.failed);
+    assert!(refused.failed());
     assert_eq!(refused.retry_after, Some(executor::NOT_ALLOWED_RETRY));
     assert!(
         roles.get_opt("secret-reader").await.unwrap().is_none(),

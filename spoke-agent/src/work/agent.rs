@@ -352,17 +352,13 @@ fn statuses_asked_for(
         },
         _ => StatusHashList::default(),
     };
-    let held: Vec<(String, String)> = works
+    let held = works
         .iter()
-        .map(|(uid, entry)| (uid.clone(), entry.sent.clone().unwrap_or_default()))
+        .map(|(uid, entry)| (uid.as_str(), entry.sent.as_deref().unwrap_or_default()));
+    let asked: Vec<String> = plan_status_resync(held, &listed)
+        .into_iter()
+        .map(str::to_owned)
         .collect();
-    let asked: Vec<String> = plan_status_resync(
-        held.iter().map(|(uid, hash)| (uid.as_str(), hash.as_str())),
-        &listed,
-    )
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
     for uid in &asked {
         if let Some(entry) = works.get_mut(uid) {
             entry.sent = None;

@@ -7,8 +7,9 @@
 //! the resync lists the generations held, the hub sends only newer ones, and a status equal to
 //! the one last sent is not sent again.
 //!
-//! Entries are written only when what matters after a restart changes (generation, status hash,
-//! deletion), not on every pass. An entry of another hub or agent is never loaded: a work the
+//! Entries are written only when what matters after a restart changes (generation, status
+//! hash), not on every pass. A work being deleted is not written again: after a restart the hub
+//! still has it, as deleting, and sends it whatever generation the agent lists. An entry of another hub or agent is never loaded: a work the
 //! agent would list as held would otherwise come back from that hub as a deletion.
 
 use std::collections::BTreeMap;
@@ -43,7 +44,6 @@ pub struct CachedWork {
 pub struct Written {
     pub generation: i64,
     pub sent: Option<String>,
-    pub deleting: bool,
 }
 
 impl Written {
@@ -51,7 +51,6 @@ impl Written {
         Self {
             generation: work.metadata.generation.unwrap_or_default(),
             sent: sent.map(str::to_owned),
-            deleting: work.metadata.deletion_timestamp.is_some(),
         }
     }
 }
@@ -228,20 +227,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_entry_is_rewritten_only_when_generation_status_or_deletion_changes() {
+    fn an_entry_is_rewritten_only_when_generation_or_status_changes() {
         let mut work = ManifestWork::default();
         work.metadata.generation = Some(2);
         let first = Written::of(&work, Some("abc"));
         assert_eq!(first, Written::of(&work, Some("abc")));
         assert_ne!(first, Written::of(&work, Some("abd")));
         work.metadata.generation = Some(3);
-        assert_ne!(first, Written::of(&work, Some("abc")));
-        work.metadata.generation = Some(2);
-        work.metadata.deletion_timestamp = Some(
-            ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                ocm_api::k8s_openapi::jiff::Timestamp::now(),
-            ),
-        );
         assert_ne!(first, Written::of(&work, Some("abc")));
     }
 

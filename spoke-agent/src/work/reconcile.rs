@@ -51,18 +51,24 @@ fn kube_error(work: &str, what: &'static str) -> impl FnOnce(ocm_api::kube::Erro
     }
 }
 
-/// What applying a work gave: its status for the hub, whether anything failed, and when to
-/// try it again.
+/// What applying a work gave: its status for the hub, and when to try it again if anything
+/// failed.
 #[derive(Debug, Clone)]
 pub struct WorkOutcome {
     pub status: ManifestWorkStatus,
-    pub failed: bool,
     /// When the work is to be applied again, if something failed: [`FAILURE_RETRY`], or
     /// [`super::executor::NOT_ALLOWED_RETRY`] (60 s) when every failure was the executor's
     /// refusal, as OCM requeues such a work.
     pub retry_after: Option<Duration>,
     /// Objects created or updated (zero when everything was already so).
     pub writes: usize,
+}
+
+impl WorkOutcome {
+    /// Whether a manifest failed to apply.
+    pub fn failed(&self) -> bool {
+        self.retry_after.is_some()
+    }
 }
 
 /// Applies works for one hub on this cluster.
@@ -262,7 +268,6 @@ impl Applier {
                     manifests: manifests_status,
                 },
             },
-            failed,
             retry_after,
             writes,
         })
