@@ -1,8 +1,9 @@
 //! Who may talk to the broker, decided by the hub's own Kubernetes: bearer tokens through a
 //! TokenReview, and every Publish and Subscribe through a SubjectAccessReview with OCM's mapping
-//! ([`ocm_transport::access`]), as OCM's gRPC server does. Decisions are cached for a short,
-//! configurable time, so a busy agent costs the apiserver one review per window, not one per
-//! event; a revoked permission takes effect within that window.
+//! ([`ocm_transport::access`]), as OCM's gRPC server does. Decisions are cached, so a busy agent
+//! costs the apiserver one review per window, not one per event: token reviews for a short time
+//! (a deleted token works that long), authorization grants longer, since the hub drops them when
+//! RBAC changes ([`crate::rbac_changes`]); denials at most a few seconds.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -22,6 +23,10 @@ use ocm_transport::broker::{Authorizer, Identity, TokenAuthenticator};
 const CACHE_LIMIT: usize = 100_000;
 /// The longest a denial is reused.
 const DENIAL_TTL: Duration = Duration::from_secs(5);
+/// After RBAC changed, how long decisions about it are kept only briefly: the apiserver's own
+/// authorizer learns of the change through its informers, a moment after the hub does, so a
+/// review made just then may still answer from before it.
+const SETTLING: Duration = Duration::from_secs(5);
 
 /// A small time-bounded cache. The lock is never held across an `.await`.
 struct TtlCache<K, V> {
@@ -148,6 +153,8 @@ impl TokenAuthenticator for TokenReviewAuthenticator {
 pub struct SubjectAccessReviewAuthorizer {
     client: Client,
     cache: TtlCache<(Identity, AccessRequest), bool>,
+    /// When decisions about a namespace (under `""`: about anything) were last dropped.
+    changed: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for SubjectAccessReviewAuthorizer {
@@ -163,7 +170,24 @@ impl SubjectAccessReviewAuthorizer {
         Self {
             client,
             cache: TtlCache::new(cache_ttl),
+            changed: Mutex::default(),
         }
+    }
+
+    fn mark_changed(&self, namespace: &str) {
+        let now = Instant::now();
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        changed.retain(|_, at| now.duration_since(*at) < SETTLING);
+        changed.insert(namespace.to_owned(), now);
+    }
+
+    /// Whether RBAC about `namespace` changed too recently for a decision to be kept long.
+    fn settling(&self, namespace: &str) -> bool {
+        let changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        [namespace, ""]
+            .iter()
+            .filter_map(|key| changed.get(*key))
+            .any(|at| at.elapsed() < SETTLING)
     }
 
     async fn review(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
@@ -201,9 +225,23 @@ impl SubjectAccessReviewAuthorizer {
     /// Forgets the decisions about `cluster`'s agents and namespace: its grants just changed
     /// (accepted, denied), and an agent resubscribing now must not meet a stale denial.
     pub fn forget_cluster(&self, cluster: &str) {
+        self.mark_changed(cluster);
         let group = format!("{}{cluster}", ocm_api::registration::CLUSTER_GROUP_PREFIX);
         self.cache
             .retain(|(who, request)| request.namespace != cluster && !who.groups.contains(&group));
+    }
+
+    /// Forgets the decisions about requests in `namespace` (a Role or RoleBinding there changed).
+    pub fn forget_namespace(&self, namespace: &str) {
+        self.mark_changed(namespace);
+        self.cache
+            .retain(|(_, request)| request.namespace != namespace);
+    }
+
+    /// Forgets every decision (a change that may grant or revoke anyone's access).
+    pub fn forget_all(&self) {
+        self.mark_changed("");
+        self.cache.retain(|_| false);
     }
 }
 
@@ -215,8 +253,11 @@ impl Authorizer for SubjectAccessReviewAuthorizer {
             return Ok(allowed);
         }
         let allowed = self.review(who, request).await?;
-        if allowed {
+        if allowed && !self.settling(&request.namespace) {
             self.cache.put(key, allowed);
+        } else if allowed {
+            // Checked after the review, so a change during it counts too.
+            self.cache.put_for(key, allowed, SETTLING);
         } else {
             tracing::info!(user = %who.user, verb = request.verb, resource = %request.resource, namespace = %request.namespace, "denied by RBAC");
             // A denial is kept briefly: access an administrator grants by hand should work

@@ -32,7 +32,8 @@ use crate::registration::availability::{self, AvailabilityConfig};
 use crate::registration::{acceptance, liveness::Liveness};
 use crate::services::source::publish_changes;
 use crate::services::{
-    CsrOps, EventOps, KindOps, LeaseOps, ManagedClusterOps, Outbox, RegistrationService,
+    ClusterIndex, CsrOps, EventOps, KindOps, LeaseOps, ManagedClusterOps, Outbox,
+    RegistrationService,
 };
 use crate::webhook::WebhookConfig;
 use ocm_transport::health::{self as http, Readiness};
@@ -47,7 +48,10 @@ pub struct HubConfig {
     pub serving_files: Option<(PathBuf, PathBuf)>,
     pub client_cert_validity: Duration,
     pub auto_approved_users: Vec<String>,
+    /// How long TokenReview answers are reused.
     pub auth_cache_ttl: Duration,
+    /// How long SubjectAccessReview grants are reused; RBAC changes drop them sooner.
+    pub access_cache_ttl: Duration,
     pub availability: AvailabilityConfig,
     pub lease_write_interval: Duration,
     pub broker: BrokerConfig,
@@ -154,17 +158,20 @@ pub async fn run_with_webhook(
     }
 
     let liveness = Arc::new(Liveness::new());
+    let cluster_index = ClusterIndex::new(RegistrationKind::ManagedCluster);
+    let csr_index = ClusterIndex::new(RegistrationKind::CertificateSigningRequest);
+    let lease_index = ClusterIndex::new(RegistrationKind::Lease);
     let mut handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::new();
     add(
         &mut handlers,
         &metrics,
-        ManagedClusterOps::new(client.clone()),
+        ManagedClusterOps::new(client.clone(), cluster_index.clone()),
         &outbox,
     );
     add(
         &mut handlers,
         &metrics,
-        CsrOps::new(client.clone()),
+        CsrOps::new(client.clone(), csr_index.clone()),
         &outbox,
     );
     add(
@@ -172,6 +179,7 @@ pub async fn run_with_webhook(
         &metrics,
         LeaseOps::new(
             client.clone(),
+            lease_index.clone(),
             Arc::clone(&liveness),
             config.lease_write_interval,
         ),
@@ -203,7 +211,12 @@ pub async fn run_with_webhook(
     }
     let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
         client.clone(),
-        config.auth_cache_ttl,
+        config.access_cache_ttl,
+    ));
+    tokio::spawn(crate::rbac_changes::run(
+        client.clone(),
+        Arc::clone(&authorizer),
+        cancel.clone(),
     ));
     let broker = Broker::new(
         config.broker.clone(),
@@ -221,6 +234,7 @@ pub async fn run_with_webhook(
         RegistrationKind::ManagedCluster,
         Api::<ManagedCluster>::all(client.clone()),
         watcher::Config::default(),
+        cluster_index,
         outbox.clone(),
         cancel.clone(),
     ));
@@ -228,6 +242,7 @@ pub async fn run_with_webhook(
         RegistrationKind::CertificateSigningRequest,
         Api::<CertificateSigningRequest>::all(client.clone()),
         labelled.clone(),
+        csr_index,
         outbox.clone(),
         cancel.clone(),
     ));
@@ -235,6 +250,7 @@ pub async fn run_with_webhook(
         RegistrationKind::Lease,
         Api::<Lease>::all(client.clone()),
         labelled,
+        lease_index,
         outbox.clone(),
         cancel.clone(),
     ));

@@ -16,6 +16,7 @@ pub mod csr_controller;
 pub mod hub;
 pub mod metrics;
 pub mod pki;
+pub mod rbac_changes;
 pub mod registration;
 pub mod services;
 pub mod webhook;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use ocm_api::kube::client::ClientBuilder;
 use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
 use ocm_api::kube::{Client, Config};
 use ocm_hub_server::hub::{self, HubConfig};
@@ -22,6 +23,7 @@ use ocm_transport::grpc_config::parse_go_duration;
 use ocm_transport::mqtt_config::MqttConfig;
 use ocm_transport::mqtt_transport::Role;
 use tokio_util::sync::CancellationToken;
+use tower::limit::ConcurrencyLimitLayer;
 
 /// The ocm-rs hub: OCM's registration controllers and CloudEvents broker.
 #[derive(Debug, Parser)]
@@ -53,11 +55,15 @@ struct Cli {
     /// Lifetime of the agents' client certificates.
     #[arg(long, default_value = "24h", value_parser = duration)]
     client_cert_validity: Duration,
-    /// How long authentication decisions and authorization grants are reused (denials: at most
-    /// 5 s). Grants the hub changes itself (acceptance, denial) drop a cluster's decisions at
-    /// once; this bounds how long a hand-made RBAC change takes to apply.
+    /// How long a TokenReview's answer is reused: a deleted token keeps working this long.
     #[arg(long, default_value = "60s", value_parser = duration)]
     auth_cache_ttl: Duration,
+    /// How long an authorization grant (SubjectAccessReview) is reused. Any change of a Role,
+    /// RoleBinding, ClusterRole or ClusterRoleBinding drops the decisions it may affect at once,
+    /// so this bounds only changes the hub cannot see (another authorizer, group membership).
+    /// Denials are reused at most 5 s.
+    #[arg(long, default_value = "10m", value_parser = duration)]
+    access_cache_ttl: Duration,
     /// A cluster is Unknown after this many lease durations without a renewal.
     #[arg(long, default_value_t = 5)]
     lease_grace_multiplier: u32,
@@ -94,6 +100,10 @@ struct Cli {
     /// registered URL's host, all are in its serving certificate.
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
     webhook_hosts: Vec<String>,
+    /// The most requests to the hub's apiserver waiting for an answer at once (more wait in
+    /// line), which bounds the hub's connections to it.
+    #[arg(long, default_value_t = 32)]
+    kube_max_in_flight: usize,
     /// The most a ManifestWork's manifests may weigh together (bytes, or with Ki or Mi).
     #[arg(long, default_value = "500Ki", value_parser = size)]
     max_work_size: usize,
@@ -144,7 +154,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = client(cli.kubeconfig.as_deref()).await?;
+    let client = client(cli.kubeconfig.as_deref(), cli.kube_max_in_flight).await?;
     let mut webhook = WebhookConfig::new(cli.webhook_listen, cli.webhook_hosts);
     webhook.limits.max_manifests_size = cli.max_work_size;
     let mut pki = PkiConfig::new(cli.grpc_hosts);
@@ -173,6 +183,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         client_cert_validity: cli.client_cert_validity,
         auto_approved_users: cli.auto_approved_users,
         auth_cache_ttl: cli.auth_cache_ttl,
+        access_cache_ttl: cli.access_cache_ttl,
         availability: AvailabilityConfig {
             grace_multiplier: cli.lease_grace_multiplier,
             ..AvailabilityConfig::default()
@@ -197,7 +208,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
+/// The hub's client of its apiserver, with at most `max_in_flight` requests waiting for an
+/// answer at once. kube's HTTP/1.1 pool opens a connection per concurrent request; unbounded,
+/// ten thousand agents resubscribing at once made thousands of connections until connecting
+/// failed. (A watch holds its slot only until its response starts.)
+async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    max_in_flight: usize,
+) -> anyhow::Result<Client> {
     let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
@@ -208,7 +226,9 @@ async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> 
             .await
             .context("no hub cluster: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
     };
-    Ok(Client::try_from(config)?)
+    Ok(ClientBuilder::try_from(config)?
+        .with_layer(&ConcurrencyLimitLayer::new(max_in_flight.max(1)))
+        .build())
 }
 
 async fn shutdown_signal() {

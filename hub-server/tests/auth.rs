@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use ocm_api::k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
-use ocm_api::k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use ocm_api::k8s_openapi::api::rbac::v1::{
+    ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
+};
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::api::{DeleteParams, PostParams};
 use ocm_api::kube::{Api, Client};
@@ -256,5 +258,135 @@ async fn bearer_tokens_are_checked_with_a_token_review_and_revocation_is_seen() 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    cluster.stop();
+}
+
+/// Decisions are kept for ten minutes here, yet a hand-made change of a RoleBinding or of a
+/// ClusterRoleBinding applies within seconds: the hub watches RBAC and drops what it affects.
+#[tokio::test]
+async fn long_cached_grants_are_dropped_when_a_role_binding_or_cluster_role_binding_goes() {
+    let cluster = Cluster::start("authzwatch").await.unwrap();
+    let client = cluster.client().unwrap();
+    for name in ["cluster1", "cluster2"] {
+        namespace(&client, name).await;
+    }
+    let authorizer = std::sync::Arc::new(SubjectAccessReviewAuthorizer::new(
+        client.clone(),
+        Duration::from_secs(600),
+    ));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(ocm_hub_server::rbac_changes::run(
+        client.clone(),
+        std::sync::Arc::clone(&authorizer),
+        cancel.clone(),
+    ));
+    let rule = PolicyRule {
+        api_groups: Some(vec!["work.open-cluster-management.io".into()]),
+        resources: Some(vec!["manifestworks/status".into()]),
+        verbs: vec!["update".into()],
+        ..PolicyRule::default()
+    };
+    let group = |cluster: &str| Subject {
+        kind: "Group".into(),
+        name: format!("system:open-cluster-management:{cluster}"),
+        api_group: Some("rbac.authorization.k8s.io".into()),
+        ..Subject::default()
+    };
+    Api::<Role>::namespaced(client.clone(), "cluster1")
+        .create(
+            &PostParams::default(),
+            &Role {
+                metadata: meta("by-hand", Some("cluster1")),
+                rules: Some(vec![rule.clone()]),
+            },
+        )
+        .await
+        .unwrap();
+    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), "cluster1");
+    bindings
+        .create(
+            &PostParams::default(),
+            &RoleBinding {
+                metadata: meta("by-hand", Some("cluster1")),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "Role".into(),
+                    name: "by-hand".into(),
+                },
+                subjects: Some(vec![group("cluster1")]),
+            },
+        )
+        .await
+        .unwrap();
+    Api::<ClusterRole>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &ClusterRole {
+                metadata: meta("by-hand", None),
+                rules: Some(vec![rule]),
+                ..ClusterRole::default()
+            },
+        )
+        .await
+        .unwrap();
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    cluster_bindings
+        .create(
+            &PostParams::default(),
+            &ClusterRoleBinding {
+                metadata: meta("by-hand", None),
+                role_ref: RoleRef {
+                    api_group: "rbac.authorization.k8s.io".into(),
+                    kind: "ClusterRole".into(),
+                    name: "by-hand".into(),
+                },
+                subjects: Some(vec![group("cluster2")]),
+            },
+        )
+        .await
+        .unwrap();
+    for cluster in ["cluster1", "cluster2"] {
+        until(
+            &authorizer,
+            &agent(cluster),
+            &work_status_update(cluster),
+            true,
+        )
+        .await;
+    }
+    // Past the few seconds right after a change, grants are kept for the full ten minutes.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for cluster in ["cluster1", "cluster2"] {
+        assert!(
+            authorizer
+                .authorize(&agent(cluster), &work_status_update(cluster))
+                .await
+                .unwrap()
+        );
+    }
+
+    bindings
+        .delete("by-hand", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        &authorizer,
+        &agent("cluster1"),
+        &work_status_update("cluster1"),
+        false,
+    )
+    .await;
+    cluster_bindings
+        .delete("by-hand", &DeleteParams::default())
+        .await
+        .unwrap();
+    until(
+        &authorizer,
+        &agent("cluster2"),
+        &work_status_update("cluster2"),
+        false,
+    )
+    .await;
+    cancel.cancel();
     cluster.stop();
 }

@@ -125,7 +125,14 @@ async fn a_silent_agent_makes_its_cluster_unknown_and_unreachable_within_the_gra
         cancel.clone(),
     ));
     let leases_service = Arc::new(RegistrationService::new(
-        LeaseOps::new(kube.clone(), Arc::clone(&liveness), Duration::from_secs(30)),
+        LeaseOps::new(
+            kube.clone(),
+            ocm_hub_server::services::ClusterIndex::new(
+                ocm_transport::registration::RegistrationKind::Lease,
+            ),
+            Arc::clone(&liveness),
+            Duration::from_secs(30),
+        ),
         Outbox::new(),
     ));
 

@@ -28,7 +28,7 @@ use ocm_hub_server::crds;
 use ocm_hub_server::pki::{HubPki, PkiConfig, ensure};
 use ocm_hub_server::services::source::publish_changes;
 use ocm_hub_server::services::{
-    CsrOps, EventOps, LeaseOps, ManagedClusterOps, Outbox, RegistrationService,
+    ClusterIndex, CsrOps, EventOps, LeaseOps, ManagedClusterOps, Outbox, RegistrationService,
 };
 use ocm_testenv::Cluster;
 use ocm_transport::access::AccessRequest;
@@ -152,18 +152,21 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
 
     // The hub: services, broker, watchers.
     let outbox = Outbox::new();
+    let cluster_index = ClusterIndex::new(RegistrationKind::ManagedCluster);
+    let csr_index = ClusterIndex::new(RegistrationKind::CertificateSigningRequest);
+    let lease_index = ClusterIndex::new(RegistrationKind::Lease);
     let handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::from([
         (
             DataType::managed_clusters(),
             Arc::new(RegistrationService::new(
-                ManagedClusterOps::new(kube.clone()),
+                ManagedClusterOps::new(kube.clone(), cluster_index.clone()),
                 outbox.clone(),
             )) as Arc<dyn EventHandler>,
         ),
         (
             DataType::certificate_signing_requests(),
             Arc::new(RegistrationService::new(
-                CsrOps::new(kube.clone()),
+                CsrOps::new(kube.clone(), csr_index.clone()),
                 outbox.clone(),
             )),
         ),
@@ -172,6 +175,7 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
             Arc::new(RegistrationService::new(
                 LeaseOps::new(
                     kube.clone(),
+                    lease_index.clone(),
                     Arc::new(ocm_hub_server::registration::liveness::Liveness::new()),
                     Duration::ZERO,
                 ),
@@ -199,6 +203,7 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         RegistrationKind::ManagedCluster,
         Api::<ManagedCluster>::all(kube.clone()),
         watcher::Config::default(),
+        cluster_index,
         outbox.clone(),
         cancel.clone(),
     ));
@@ -206,6 +211,7 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         RegistrationKind::CertificateSigningRequest,
         Api::<CertificateSigningRequest>::all(kube.clone()),
         labelled.clone(),
+        csr_index,
         outbox.clone(),
         cancel.clone(),
     ));
@@ -213,6 +219,7 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         RegistrationKind::Lease,
         Api::<Lease>::all(kube.clone()),
         labelled,
+        lease_index,
         outbox.clone(),
         cancel.clone(),
     ));

@@ -460,6 +460,7 @@ fn hub_config(health_port: u16) -> HubConfig {
         client_cert_validity: Duration::from_secs(3600),
         auto_approved_users: Vec::new(),
         auth_cache_ttl: Duration::from_secs(1),
+        access_cache_ttl: Duration::from_secs(1),
         availability: AvailabilityConfig::default(),
         lease_write_interval: Duration::from_secs(60),
         broker: BrokerConfig::default(),

@@ -24,6 +24,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::finalizer::{self, ignore_missing};
 use super::{cleanup, rbac};
 use crate::csr::CLUSTER_NAME_LABEL;
 use crate::services::leases::CLUSTER_LEASE;
@@ -31,6 +32,8 @@ use crate::services::leases::CLUSTER_LEASE;
 /// The field manager the hub applies its registration objects as.
 pub const FIELD_MANAGER: &str = "ocm-hub";
 /// Held on a ManagedCluster until what was granted for it is removed.
+/// The field manager owning the acceptance finalizer entry (see [`finalizer`]).
+const FINALIZER_MANAGER: &str = "ocm-hub-acceptance";
 pub const CLEANUP_FINALIZER: &str = "cluster.open-cluster-management.io/api-resource-cleanup";
 /// Set, with the time, on a cluster the hub accepted by itself.
 pub const AUTO_ACCEPTED_ANNOTATION: &str = "open-cluster-management.io/automatically-accepted-on";
@@ -170,7 +173,7 @@ async fn reconcile(
         {
             return Ok(Action::requeue(WORKS_RECHECK));
         }
-        remove_finalizer(client, &cluster)
+        finalizer::remove(client, &cluster, CLEANUP_FINALIZER)
             .await
             .map_err(err("removing the finalizer"))?;
         ctx.forget_granted(&name);
@@ -211,7 +214,7 @@ async fn reconcile(
     let now = ocm_api::k8s_openapi::jiff::Timestamp::now();
     let mut requeue = RESYNC;
     let changed = if accepted {
-        add_finalizer(client, &cluster)
+        finalizer::add(client, &cluster, CLEANUP_FINALIZER, FINALIZER_MANAGER)
             .await
             .map_err(err("adding the finalizer"))?;
         apply(client, &rbac::cluster_namespace(&name))
@@ -295,7 +298,9 @@ fn auto_accepted_before(cluster: &ManagedCluster) -> bool {
         .is_some_and(|a| a.contains_key(AUTO_ACCEPTED_ANNOTATION))
 }
 
-/// Accepts `cluster` and records when, guarded by the resourceVersion seen.
+/// Accepts `cluster` and records when. Unguarded: the agent writes status all the while it
+/// waits, so a resourceVersion-guarded patch mostly conflicts; the annotation makes it once only,
+/// and a denial set later stands.
 async fn auto_accept(
     client: &Client,
     cluster: &ManagedCluster,
@@ -303,7 +308,6 @@ async fn auto_accept(
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let patch = serde_json::json!({
         "metadata": {
-            "resourceVersion": cluster.metadata.resource_version,
             "annotations": {AUTO_ACCEPTED_ANNOTATION: ocm_api::k8s_openapi::jiff::Timestamp::now().to_string()},
         },
         "spec": {"hubAcceptsClient": true},
@@ -447,57 +451,4 @@ async fn remove_grants(
         )?;
     }
     Ok(true)
-}
-
-fn ignore_missing(result: Result<(), ocm_api::kube::Error>) -> Result<(), ocm_api::kube::Error> {
-    match result {
-        Err(ocm_api::kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        other => other,
-    }
-}
-
-async fn add_finalizer(
-    client: &Client,
-    cluster: &ManagedCluster,
-) -> Result<(), ocm_api::kube::Error> {
-    let mut finalizers = cluster.metadata.finalizers.clone().unwrap_or_default();
-    if finalizers.iter().any(|f| f == CLEANUP_FINALIZER) {
-        return Ok(());
-    }
-    finalizers.push(CLEANUP_FINALIZER.to_owned());
-    patch_finalizers(client, cluster, finalizers).await
-}
-
-async fn remove_finalizer(
-    client: &Client,
-    cluster: &ManagedCluster,
-) -> Result<(), ocm_api::kube::Error> {
-    let finalizers: Vec<String> = cluster
-        .metadata
-        .finalizers
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|f| f != CLEANUP_FINALIZER)
-        .collect();
-    patch_finalizers(client, cluster, finalizers).await
-}
-
-/// Replaces the finalizer list, guarded by the resourceVersion it was computed from.
-async fn patch_finalizers(
-    client: &Client,
-    cluster: &ManagedCluster,
-    finalizers: Vec<String>,
-) -> Result<(), ocm_api::kube::Error> {
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": cluster.metadata.resource_version,
-    }});
-    ignore_missing(
-        Api::<ManagedCluster>::all(client.clone())
-            .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .map(|_| ()),
-    )
 }

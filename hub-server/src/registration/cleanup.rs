@@ -24,7 +24,11 @@ use ocm_api::kube::runtime::watcher;
 use ocm_api::kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use super::finalizer;
+
 /// Held on every live ManagedCluster until its namespace's API objects are gone.
+/// The field manager owning the cleanup finalizer entry (see [`finalizer`]).
+const FINALIZER_MANAGER: &str = "ocm-hub-cleanup";
 pub const RESOURCE_CLEANUP_FINALIZER: &str = "cluster.open-cluster-management.io/resource-cleanup";
 /// Orders deletion within a kind: smaller first.
 pub const CLEANUP_PRIORITY_ANNOTATION: &str = "open-cluster-management.io/cleanup-priority";
@@ -192,19 +196,18 @@ async fn reconcile(
         }
     };
     let client = &ctx.client;
-    let finalizers = cluster.metadata.finalizers.clone().unwrap_or_default();
-    let holds = finalizers.iter().any(|f| f == RESOURCE_CLEANUP_FINALIZER);
     if cluster.metadata.deletion_timestamp.is_none() {
-        if !holds {
-            let mut finalizers = finalizers;
-            finalizers.push(RESOURCE_CLEANUP_FINALIZER.to_owned());
-            patch_finalizers(client, &cluster, finalizers)
-                .await
-                .map_err(err("adding the cleanup finalizer".to_owned()))?;
-        }
+        finalizer::add(
+            client,
+            &cluster,
+            RESOURCE_CLEANUP_FINALIZER,
+            FINALIZER_MANAGER,
+        )
+        .await
+        .map_err(err("adding the cleanup finalizer".to_owned()))?;
         return Ok(Action::await_change());
     }
-    if !holds {
+    if !finalizer::holds(&cluster, RESOURCE_CLEANUP_FINALIZER) {
         return Ok(Action::await_change());
     }
     for kind in CLEANED_KINDS {
@@ -244,11 +247,7 @@ async fn reconcile(
     )
     .await
     .map_err(err("recording cleanup done".to_owned()))?;
-    let rest: Vec<String> = finalizers
-        .into_iter()
-        .filter(|f| f != RESOURCE_CLEANUP_FINALIZER)
-        .collect();
-    patch_finalizers(client, &cluster, rest)
+    finalizer::remove(client, &cluster, RESOURCE_CLEANUP_FINALIZER)
         .await
         .map_err(err("removing the cleanup finalizer".to_owned()))?;
     tracing::info!(cluster = %name, "cluster namespace cleaned up");
@@ -292,26 +291,6 @@ async fn set_deleting(
         Err(ocm_api::kube::Error::Api(status)) if status.code == 409 || status.code == 404 => {
             Ok(())
         }
-        other => other.map(|_| ()),
-    }
-}
-
-/// Replaces the finalizer list, guarded by the resourceVersion it was computed from.
-async fn patch_finalizers(
-    client: &Client,
-    cluster: &ManagedCluster,
-    finalizers: Vec<String>,
-) -> Result<(), ocm_api::kube::Error> {
-    let name = cluster.metadata.name.clone().unwrap_or_default();
-    let patch = serde_json::json!({"metadata": {
-        "finalizers": finalizers,
-        "resourceVersion": cluster.metadata.resource_version,
-    }});
-    match Api::<ManagedCluster>::all(client.clone())
-        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-    {
-        Err(ocm_api::kube::Error::Api(status)) if status.code == 404 => Ok(()),
         other => other.map(|_| ()),
     }
 }

@@ -6,5 +6,6 @@ pub mod acceptance;
 pub mod availability;
 pub mod cleanup;
 pub mod clustersets;
+pub mod finalizer;
 pub mod liveness;
 pub mod rbac;

@@ -2,6 +2,8 @@
 //! when it joins and reports status; it may update the spec (OCM's hub accepts it, its agents
 //! never send it).
 
+use std::sync::Arc;
+
 use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::kube::api::PostParams;
 use ocm_api::kube::{Api, Client};
@@ -9,17 +11,19 @@ use ocm_transport::broker::Identity;
 use ocm_transport::registration::RegistrationKind;
 use tonic::Status;
 
-use super::{KindOps, for_create, kube_status};
+use super::{ClusterIndex, KindOps, for_create, kube_status};
 
 #[derive(Clone, Debug)]
 pub struct ManagedClusterOps {
     api: Api<ManagedCluster>,
+    index: ClusterIndex<ManagedCluster>,
 }
 
 impl ManagedClusterOps {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, index: ClusterIndex<ManagedCluster>) -> Self {
         Self {
             api: Api::all(client),
+            index,
         }
     }
 }
@@ -29,14 +33,8 @@ impl KindOps for ManagedClusterOps {
     type Object = ManagedCluster;
     const KIND: RegistrationKind = RegistrationKind::ManagedCluster;
 
-    async fn list(&self, cluster: &str) -> Result<Vec<ManagedCluster>, Status> {
-        Ok(self
-            .api
-            .get_opt(cluster)
-            .await
-            .map_err(kube_status)?
-            .into_iter()
-            .collect())
+    async fn list(&self, cluster: &str) -> Result<Vec<Arc<ManagedCluster>>, Status> {
+        self.index.list(cluster).await
     }
 
     async fn create(&self, _who: &Identity, cluster: ManagedCluster) -> Result<(), Status> {

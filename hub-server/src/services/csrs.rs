@@ -3,24 +3,28 @@
 //! the `csr-user` annotation, which the signer trusts on CSRs the hub created.
 
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use ocm_api::kube::api::{ListParams, PostParams};
+use std::sync::Arc;
+
+use ocm_api::kube::api::PostParams;
 use ocm_api::kube::{Api, Client};
 use ocm_transport::broker::Identity;
-use ocm_transport::registration::{CLUSTER_NAME_LABEL, RegistrationKind};
+use ocm_transport::registration::RegistrationKind;
 use tonic::Status;
 
-use super::{KindOps, for_create, kube_status};
+use super::{ClusterIndex, KindOps, for_create, kube_status};
 use crate::csr::CSR_USER_ANNOTATION;
 
 #[derive(Clone, Debug)]
 pub struct CsrOps {
     api: Api<CertificateSigningRequest>,
+    index: ClusterIndex<CertificateSigningRequest>,
 }
 
 impl CsrOps {
-    pub fn new(client: Client) -> Self {
+    pub fn new(client: Client, index: ClusterIndex<CertificateSigningRequest>) -> Self {
         Self {
             api: Api::all(client),
+            index,
         }
     }
 }
@@ -30,14 +34,8 @@ impl KindOps for CsrOps {
     type Object = CertificateSigningRequest;
     const KIND: RegistrationKind = RegistrationKind::CertificateSigningRequest;
 
-    async fn list(&self, cluster: &str) -> Result<Vec<CertificateSigningRequest>, Status> {
-        let selector = format!("{CLUSTER_NAME_LABEL}={cluster}");
-        Ok(self
-            .api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(kube_status)?
-            .items)
+    async fn list(&self, cluster: &str) -> Result<Vec<Arc<CertificateSigningRequest>>, Status> {
+        self.index.list(cluster).await
     }
 
     async fn create(&self, who: &Identity, csr: CertificateSigningRequest) -> Result<(), Status> {

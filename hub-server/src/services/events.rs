@@ -38,7 +38,7 @@ impl KindOps for EventOps {
     const KIND: RegistrationKind = RegistrationKind::Event;
 
     /// The hub does not list events to agents (OCM's does not either).
-    async fn list(&self, _cluster: &str) -> Result<Vec<Event>, Status> {
+    async fn list(&self, _cluster: &str) -> Result<Vec<std::sync::Arc<Event>>, Status> {
         Ok(Vec::new())
     }
 

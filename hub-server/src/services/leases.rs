@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use ocm_api::kube::api::{ListParams, Patch, PatchParams, PostParams};
+use ocm_api::kube::api::{Patch, PatchParams, PostParams};
 use ocm_api::kube::{Api, Client};
-use ocm_transport::registration::{CLUSTER_NAME_LABEL, RegistrationKind};
+use ocm_transport::registration::RegistrationKind;
 use ocm_transport::status_error;
 use tonic::Status;
 
-use super::{KindOps, kube_status};
+use super::{ClusterIndex, KindOps, kube_status};
 use crate::registration::liveness::Liveness;
 
 /// The lease each cluster's agent renews (OCM's name).
@@ -22,6 +22,7 @@ pub use ocm_api::registration::CLUSTER_LEASE;
 #[derive(Clone)]
 pub struct LeaseOps {
     client: Client,
+    index: ClusterIndex<Lease>,
     liveness: Arc<Liveness>,
     write_interval: Duration,
 }
@@ -35,9 +36,15 @@ impl std::fmt::Debug for LeaseOps {
 impl LeaseOps {
     /// Renewals of the cluster lease go to `liveness`; the Lease object is written at most
     /// every `write_interval` (other leases in the namespace are written through).
-    pub fn new(client: Client, liveness: Arc<Liveness>, write_interval: Duration) -> Self {
+    pub fn new(
+        client: Client,
+        index: ClusterIndex<Lease>,
+        liveness: Arc<Liveness>,
+        write_interval: Duration,
+    ) -> Self {
         Self {
             client,
+            index,
             liveness,
             write_interval,
         }
@@ -49,13 +56,8 @@ impl KindOps for LeaseOps {
     type Object = Lease;
     const KIND: RegistrationKind = RegistrationKind::Lease;
 
-    async fn list(&self, cluster: &str) -> Result<Vec<Lease>, Status> {
-        let selector = format!("{CLUSTER_NAME_LABEL}={cluster}");
-        Ok(Api::<Lease>::namespaced(self.client.clone(), cluster)
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(kube_status)?
-            .items)
+    async fn list(&self, cluster: &str) -> Result<Vec<Arc<Lease>>, Status> {
+        self.index.list(cluster).await
     }
 
     async fn update(&self, lease: Lease) -> Result<(), Status> {

@@ -10,11 +10,13 @@
 mod clusters;
 mod csrs;
 mod events;
+pub mod index;
 pub mod leases;
 pub mod outbox;
 pub mod source;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use ocm_api::kube::Resource;
 use ocm_transport::CloudEvent;
@@ -31,6 +33,7 @@ use tonic::Status;
 pub use clusters::ManagedClusterOps;
 pub use csrs::CsrOps;
 pub use events::EventOps;
+pub use index::ClusterIndex;
 pub use leases::LeaseOps;
 pub use outbox::Outbox;
 
@@ -51,7 +54,7 @@ pub trait KindOps: Send + Sync + 'static {
     const KIND: RegistrationKind;
 
     /// The objects of `cluster` its agents hold (what a spec resync compares against).
-    async fn list(&self, cluster: &str) -> Result<Vec<Self::Object>, Status>;
+    async fn list(&self, cluster: &str) -> Result<Vec<Arc<Self::Object>>, Status>;
 
     async fn create(&self, _who: &Identity, _object: Self::Object) -> Result<(), Status> {
         Err(unsupported(Self::KIND, "spec.create_request"))
@@ -126,7 +129,7 @@ impl<O: KindOps> RegistrationService<O> {
                         SubResource::Spec,
                         EventAction::ResyncResponse,
                         HUB_SOURCE,
-                        object,
+                        object.as_ref(),
                         uuid::Uuid::new_v4().to_string(),
                         jiff::Timestamp::now(),
                     )

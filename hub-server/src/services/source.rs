@@ -12,14 +12,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::index::ClusterIndex;
 use super::{HUB_SOURCE, Outbox};
 
-/// Sends changes of `api`'s objects (narrowed by `config`) until `cancel`. The watch restarts
-/// by itself after errors (with kube-runtime's backoff).
+/// Sends changes of `api`'s objects (narrowed by `config`) until `cancel`, keeping `index` up
+/// to date first (so a resync racing a change never answers older than what was sent). The
+/// watch restarts by itself after errors (with kube-runtime's backoff).
 pub async fn publish_changes<K>(
     kind: RegistrationKind,
     api: Api<K>,
     config: watcher::Config,
+    index: ClusterIndex<K>,
     outbox: Outbox,
     cancel: CancellationToken,
 ) where
@@ -48,23 +51,34 @@ pub async fn publish_changes<K>(
             Some(Ok(event)) => event,
         };
         match event {
-            watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                let action = if object.meta().deletion_timestamp.is_some() {
-                    EventAction::DeleteRequest
-                } else {
-                    EventAction::UpdateRequest
-                };
-                send(kind, action, &object, &outbox);
+            watcher::Event::Init => index.relist_started(),
+            watcher::Event::InitApply(object) => {
+                index.relisted(&object);
+                send(kind, action_for(&object), &object, &outbox);
+            }
+            watcher::Event::InitDone => index.relist_done(),
+            watcher::Event::Apply(object) => {
+                index.applied(&object);
+                send(kind, action_for(&object), &object, &outbox);
             }
             watcher::Event::Delete(mut object) => {
+                index.deleted(&object);
                 object
                     .meta_mut()
                     .deletion_timestamp
                     .get_or_insert(Time(jiff::Timestamp::now()));
                 send(kind, EventAction::DeleteRequest, &object, &outbox);
             }
-            watcher::Event::Init | watcher::Event::InitDone => {}
         }
+    }
+}
+
+/// An object being deleted (finalizers pending) goes out as a deletion, as OCM's server sends it.
+fn action_for<K: Resource>(object: &K) -> EventAction {
+    if object.meta().deletion_timestamp.is_some() {
+        EventAction::DeleteRequest
+    } else {
+        EventAction::UpdateRequest
     }
 }
 

@@ -91,6 +91,7 @@ pub(crate) async fn start_hub_with(
         client_cert_validity: validity,
         auto_approved_users: auto_approved,
         auth_cache_ttl: Duration::from_secs(1),
+        access_cache_ttl: Duration::from_secs(1),
         availability: AvailabilityConfig::default(),
         lease_write_interval: Duration::from_secs(60),
         broker: BrokerConfig::default(),
