@@ -268,6 +268,9 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         (accepted_condition(&clusters).await == Some(ConditionStatus::True)).then_some(())
     })
     .await;
+    // Measured from here: the grants were applied before the condition was recorded, and the
+    // hub's own applies must not come back to it as drift.
+    let grants_before = grant_writes(&kube).await;
     let namespace = Api::<Namespace>::all(kube.clone())
         .get("cluster1")
         .await
@@ -295,7 +298,6 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
 
     // Status changes (availability, the agent's reports) wake the controller but apply no
     // grant again: at thousands of clusters those writes would swamp the apiserver.
-    let grants_before = grant_writes(&kube).await;
     for i in 0..5 {
         clusters
             .patch_status(
@@ -311,8 +313,42 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
     assert_eq!(
         grant_writes(&kube).await,
         grants_before,
-        "status changes re-applied the cluster's grants"
+        "status changes (or the hub's own applies) re-applied the cluster's grants"
     );
+
+    // Drift: someone deletes the registration RoleBinding and empties the ClusterRole. The
+    // periodic re-apply is an hour away; the hub puts both back at once.
+    bindings
+        .delete(
+            &rbac::registration_role_binding_name("cluster1"),
+            &DeleteParams::default(),
+        )
+        .await
+        .unwrap();
+    roles
+        .patch(
+            &rbac::cluster_role_name("cluster1"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"rules": []})),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the deleted RoleBinding and the emptied ClusterRole back",
+        async || {
+            let binding = bindings
+                .get_opt(&rbac::registration_role_binding_name("cluster1"))
+                .await
+                .unwrap();
+            let role = roles
+                .get(&rbac::cluster_role_name("cluster1"))
+                .await
+                .unwrap();
+            (binding.is_some() && role.rules.is_some_and(|r| !r.is_empty())).then_some(())
+        },
+    )
+    .await;
+    until_rbac(&authorizer, true).await;
 
     // Denied: the namespace access goes, the namespace stays.
     set_accepted(&clusters, false).await;

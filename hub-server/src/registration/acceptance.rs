@@ -18,6 +18,7 @@ use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectM
 use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::core::ClusterResourceScope;
 use ocm_api::kube::runtime::controller::{Action, Controller};
+use ocm_api::kube::runtime::reflector::ObjectRef;
 use ocm_api::kube::runtime::watcher;
 use ocm_api::kube::{Api, Client, Resource};
 use serde::Serialize;
@@ -31,14 +32,15 @@ use crate::services::leases::CLUSTER_LEASE;
 
 /// The field manager the hub applies its registration objects as.
 pub const FIELD_MANAGER: &str = "ocm-hub";
-/// Held on a ManagedCluster until what was granted for it is removed.
 /// The field manager owning the acceptance finalizer entry (see [`finalizer`]).
 const FINALIZER_MANAGER: &str = "ocm-hub-acceptance";
+/// Held on a ManagedCluster until what was granted for it is removed.
 pub const CLEANUP_FINALIZER: &str = "cluster.open-cluster-management.io/api-resource-cleanup";
 /// Set, with the time, on a cluster the hub accepted by itself.
 pub const AUTO_ACCEPTED_ANNOTATION: &str = "open-cluster-management.io/automatically-accepted-on";
-/// Drift (someone deleted a RoleBinding) is corrected at least this often.
-const RESYNC: Duration = Duration::from_secs(300);
+/// Every cluster's grants are applied again at least this often. Drift someone else makes is
+/// corrected at once ([`super::drift`]); this only backs up a change a watch missed.
+const RESYNC: Duration = Duration::from_secs(3600);
 /// How often a denied or deleted cluster is looked at while ManifestWorks remain (OCM: 5 s).
 const WORKS_RECHECK: Duration = Duration::from_secs(5);
 
@@ -80,7 +82,8 @@ struct Context {
     shared_roles_applied: std::sync::atomic::AtomicBool,
     /// What each cluster's grants were last applied for, and when: a reconcile caused only by
     /// a status change (availability, a status report) applies nothing again. At 10,000
-    /// clusters those would otherwise be hundreds of writes a second.
+    /// clusters those would otherwise be hundreds of writes a second. Drift forgets a cluster's
+    /// entry, so its next reconcile applies.
     granted: std::sync::Mutex<std::collections::HashMap<String, Granted>>,
 }
 
@@ -127,18 +130,23 @@ impl Context {
 /// Runs the controller until `cancel`.
 pub async fn run(client: Client, config: AcceptanceConfig, cancel: CancellationToken) {
     let clusters: Api<ManagedCluster> = Api::all(client.clone());
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        config,
+        shared_roles_applied: std::sync::atomic::AtomicBool::new(false),
+        granted: std::sync::Mutex::default(),
+    });
+    let drifted = {
+        let ctx = Arc::clone(&ctx);
+        super::drift::clusters(&client, FIELD_MANAGER).map(move |cluster| {
+            ctx.forget_granted(&cluster);
+            ObjectRef::<ManagedCluster>::new(&cluster)
+        })
+    };
     Controller::new(clusters, watcher::Config::default())
+        .reconcile_on(drifted)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(
-            reconcile,
-            error_policy,
-            Arc::new(Context {
-                client,
-                config,
-                shared_roles_applied: std::sync::atomic::AtomicBool::new(false),
-                granted: std::sync::Mutex::default(),
-            }),
-        )
+        .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(err) = result {
                 tracing::debug!(%err, "ManagedCluster reconcile");

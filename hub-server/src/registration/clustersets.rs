@@ -51,6 +51,8 @@ pub const AUTO_UPDATE_ANNOTATION: &str = "cluster.open-cluster-management.io/aut
 
 /// A round whose writes failed is retried this soon.
 const RETRY: Duration = Duration::from_secs(2);
+/// Writes of one round in flight at once.
+const CONCURRENT_WRITES: usize = 16;
 /// Everything is reconsidered at least this often, changes or not.
 const RESYNC: Duration = Duration::from_secs(300);
 
@@ -397,10 +399,13 @@ pub async fn run(client: Client, cancel: CancellationToken) {
                 reported.insert(set, version);
             }
         }
-        let mut settled = true;
-        for action in round.actions {
-            settled &= execute(&client, action).await;
-        }
+        // Concurrently: at thousands of joining clusters, one label write at a time fell
+        // minutes behind the joins.
+        let settled = futures::stream::iter(round.actions)
+            .map(|action| execute(&client, action))
+            .buffer_unordered(CONCURRENT_WRITES)
+            .fold(true, |settled, done| async move { settled && done })
+            .await;
         wait = if settled { RESYNC } else { RETRY };
     }
 }

@@ -6,6 +6,7 @@ pub mod acceptance;
 pub mod availability;
 pub mod cleanup;
 pub mod clustersets;
+pub mod drift;
 pub mod finalizer;
 pub mod liveness;
 pub mod rbac;
