@@ -161,13 +161,11 @@ impl Applier {
             uid: applied_work.metadata.uid.clone().unwrap_or_default(),
         };
         let manifests: Vec<&Value> = work.spec.workload.manifests.iter().map(|m| &m.0).collect();
-        let previous = work.status.clone().unwrap_or_default();
         let recorded = applied_work
             .status
             .as_ref()
             .map(|s| s.applied_resources.as_slice())
             .unwrap_or_default();
-        let generation = work.metadata.generation;
         let now = Timestamp::now();
         let mut outcomes: Vec<Option<ManifestOutcome>> = vec![None; manifests.len()];
         let mut applied_resources = Vec::new();
@@ -230,27 +228,13 @@ impl Applier {
             };
             outcomes[index] = Some(outcome);
         }
-        let manifests_status: Vec<_> = outcomes
-            .into_iter()
-            .flatten()
-            .map(|outcome| {
-                let before = previous
-                    .resource_status
-                    .manifests
-                    .iter()
-                    .find(|m| same_resource(&m.resource_meta, &outcome.meta));
-                let config = work.spec.manifest_config_for(&outcome.meta);
-                status::manifest_condition(
-                    before,
-                    &outcome,
-                    config.as_ref(),
-                    generation,
-                    self.max_raw,
-                    now,
-                )
-            })
-            .collect();
-        let failed = manifests_status.iter().any(|m| {
+        let status = status::work_status(
+            work,
+            outcomes.into_iter().flatten().collect(),
+            self.max_raw,
+            now,
+        );
+        let failed = status.resource_status.manifests.iter().any(|m| {
             ocm_api::condition::find(&m.conditions, ocm_api::work::v1::CONDITION_APPLIED)
                 .is_some_and(|c| c.status != ocm_api::condition::ConditionStatus::True)
         });
@@ -259,15 +243,8 @@ impl Applier {
         }
         self.prune(&work_name, &applied_work, &applied_resources)
             .await?;
-        let conditions =
-            status::work_conditions(&previous.conditions, &manifests_status, generation, now);
         Ok(WorkOutcome {
-            status: ManifestWorkStatus {
-                conditions,
-                resource_status: ocm_api::work::v1::ManifestResourceStatus {
-                    manifests: manifests_status,
-                },
-            },
+            status,
             retry_after,
             writes,
         })
@@ -616,7 +593,7 @@ fn defined_in(gvk: &GroupVersionKind, manifests: &[&Value]) -> bool {
 }
 
 /// What the status says about a manifest before (or without) discovery.
-fn resource_meta(index: usize, manifest: &Value) -> ManifestResourceMeta {
+pub fn resource_meta(index: usize, manifest: &Value) -> ManifestResourceMeta {
     let text = |pointer: &str| {
         manifest
             .pointer(pointer)
@@ -660,10 +637,6 @@ fn still_applied(
                 && r.name == meta.name
         })
         .cloned()
-}
-
-fn same_resource(a: &ManifestResourceMeta, b: &ManifestResourceMeta) -> bool {
-    a.group == b.group && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
 }
 
 fn describe(meta: &ManifestResourceMeta) -> String {

@@ -11,12 +11,12 @@ use ocm_api::k8s_openapi::jiff::Timestamp;
 use ocm_api::work::v1::{
     CONDITION_APPLIED, CONDITION_AVAILABLE, CONDITION_STATUS_FEEDBACK_SYNCED, FeedbackType,
     FeedbackValue, FieldValue, ManifestCondition, ManifestConfigOption, ManifestResourceMeta,
-    REASON_APPLIED_MANIFEST_COMPLETE, REASON_APPLIED_MANIFEST_WORK_COMPLETE,
-    REASON_APPLIED_MANIFEST_WORK_FAILED, REASON_FETCHING_RESOURCE_FAILED,
-    REASON_INCOMPLETE_RESOURCE_META, REASON_NO_STATUS_FEEDBACK_SYNCED, REASON_RESOURCE_AVAILABLE,
-    REASON_RESOURCE_NOT_AVAILABLE, REASON_RESOURCES_AVAILABLE, REASON_RESOURCES_NOT_AVAILABLE,
-    REASON_RESOURCES_STATUS_UNKNOWN, REASON_STATUS_FEEDBACK_SYNC_FAILED,
-    REASON_STATUS_FEEDBACK_SYNCED,
+    ManifestResourceStatus, ManifestWork, ManifestWorkStatus, REASON_APPLIED_MANIFEST_COMPLETE,
+    REASON_APPLIED_MANIFEST_WORK_COMPLETE, REASON_APPLIED_MANIFEST_WORK_FAILED,
+    REASON_FETCHING_RESOURCE_FAILED, REASON_INCOMPLETE_RESOURCE_META,
+    REASON_NO_STATUS_FEEDBACK_SYNCED, REASON_RESOURCE_AVAILABLE, REASON_RESOURCE_NOT_AVAILABLE,
+    REASON_RESOURCES_AVAILABLE, REASON_RESOURCES_NOT_AVAILABLE, REASON_RESOURCES_STATUS_UNKNOWN,
+    REASON_STATUS_FEEDBACK_SYNC_FAILED, REASON_STATUS_FEEDBACK_SYNCED,
 };
 use serde_json::Value;
 
@@ -272,6 +272,45 @@ fn field_value(value: Scalar) -> FieldValue {
 
 fn gvk(meta: &ManifestResourceMeta) -> String {
     format!("{}/{}, Kind={}", meta.group, meta.version, meta.kind)
+}
+
+/// The whole status of `work` from its manifests' outcomes (in any order): each manifest's entry
+/// keeps the transition times of its entry in the status held, and the work's own conditions
+/// are summed up from them. What the agent reports after a pass, and what the scale simulator
+/// reports for its in-memory clusters.
+pub fn work_status(
+    work: &ManifestWork,
+    outcomes: Vec<ManifestOutcome>,
+    max_raw: usize,
+    now: Timestamp,
+) -> ManifestWorkStatus {
+    let previous = work.status.as_ref();
+    let generation = work.metadata.generation;
+    let manifests: Vec<ManifestCondition> = outcomes
+        .into_iter()
+        .map(|outcome| {
+            let before = previous.and_then(|p| {
+                p.resource_status
+                    .manifests
+                    .iter()
+                    .find(|m| same_resource(&m.resource_meta, &outcome.meta))
+            });
+            let config = work.spec.manifest_config_for(&outcome.meta);
+            manifest_condition(before, &outcome, config.as_ref(), generation, max_raw, now)
+        })
+        .collect();
+    let held = previous
+        .map(|p| p.conditions.as_slice())
+        .unwrap_or_default();
+    ManifestWorkStatus {
+        conditions: work_conditions(held, &manifests, generation, now),
+        resource_status: ManifestResourceStatus { manifests },
+    }
+}
+
+/// The same object in two statuses (its resource, known only after discovery, aside).
+pub fn same_resource(a: &ManifestResourceMeta, b: &ManifestResourceMeta) -> bool {
+    a.group == b.group && a.kind == b.kind && a.namespace == b.namespace && a.name == b.name
 }
 
 /// The work's own `Applied` and `Available`, from its manifests' (keeping other conditions and

@@ -5,9 +5,8 @@
 //!  registration [-- --joiners 500 --total 5000 --in-flight 300 --ramp shortcut --lease 10
 //!  --settle 30 --window 60 --hub-arg <ocm-hub argument>…]`
 //!
-//! The default is 5,000 clusters, not the 10,000: on the 2-core reference machine the
-//! hub apiserver saturates at about 6,000 registered clusters (see BENCHMARKS.md), so a run to
-//! 10,000 (`--total 10000`) does not finish there; on a larger machine it does.
+//! The default is 5,000 clusters, which takes about 8 minutes; the 10,000
+//! (`--total 10000`) takes about 19 minutes on the 2-core reference machine (BENCHMARKS.md).
 //!
 //! - A hub cluster (etcd, kube-apiserver, kube-controller-manager, … from `ocm-testenv`) and the
 //!   real `ocm-hub` binary as a child process, with `--auto-approved-users` naming the bootstrap
