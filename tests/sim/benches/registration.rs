@@ -48,32 +48,27 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)] // a benchmark report
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use futures::StreamExt as _;
-use ocm_api::cluster::v1::{
-    CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, ManagedCluster, ManagedClusterSpec,
-};
-use ocm_api::condition::{self, ConditionStatus};
-use ocm_api::kube::api::{Patch, PatchParams};
-use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
+use ocm_api::cluster::v1::{ManagedCluster, ManagedClusterSpec};
 use ocm_api::kube::{Api, Client};
+use ocm_sim::fleet::{self, Clusters, Spokes, agent_name, cluster_name};
 use ocm_sim::hub::{self, HubProcess};
 use ocm_sim::identity::Issuer;
-use ocm_sim::measure::{self, Metrics, Sample};
+use ocm_sim::measure::{
+    self, CpuReading, Metrics, Sample, is_storage_write, percentile, request_key, secs,
+    storage_key, top,
+};
 use ocm_sim::model::ClusterModel;
-use ocm_sim::spoke::{self, Counters, Milestone, SpokeConfig};
-use ocm_spoke_agent::bootstrap::BootstrapConfig;
-use ocm_spoke_agent::csr::AgentName;
+use ocm_sim::spoke::{self, Milestone};
 use ocm_testenv::Cluster;
-use ocm_transport::client::{Publisher, TransportConfig};
+use ocm_transport::client::Publisher;
 use ocm_transport::grpc_client::GrpcClient;
 use ocm_transport::grpc_config::GrpcClientConfig;
-use ocm_transport::tls::PemIdentity;
 use tokio_util::sync::CancellationToken;
 
 const BOOTSTRAP_NAMESPACE: &str = "open-cluster-management";
@@ -178,292 +173,11 @@ fn main() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // What the hub apiserver says about the clusters, from a watch.
 
-#[derive(Debug, Default)]
-struct Seen {
-    first_available: Option<Instant>,
-    available: bool,
-    accepted: bool,
-    lease_seconds: i32,
-}
-
-#[derive(Debug, Default)]
-struct Clusters {
-    seen: Mutex<HashMap<String, Seen>>,
-    /// When a ManagedCluster last changed.
-    changed: Mutex<Option<Instant>>,
-}
-
-impl Clusters {
-    /// How long no ManagedCluster has changed.
-    fn quiet_for(&self) -> Duration {
-        self.changed
-            .lock()
-            .unwrap()
-            .map_or(Duration::ZERO, |at| at.elapsed())
-    }
-
-    fn record(&self, cluster: &ManagedCluster) {
-        *self.changed.lock().unwrap() = Some(Instant::now());
-        let Some(name) = cluster.metadata.name.clone() else {
-            return;
-        };
-        let conditions = cluster
-            .status
-            .as_ref()
-            .map(|s| s.conditions.as_slice())
-            .unwrap_or_default();
-        let is_true = |type_: &str| {
-            condition::find(conditions, type_).is_some_and(|c| c.status == ConditionStatus::True)
-        };
-        let mut seen = self.seen.lock().unwrap();
-        let entry = seen.entry(name).or_default();
-        entry.available = is_true(CONDITION_AVAILABLE);
-        entry.accepted = is_true(CONDITION_HUB_ACCEPTED);
-        entry.lease_seconds = cluster.spec.lease_duration_seconds;
-        if entry.available && entry.first_available.is_none() {
-            entry.first_available = Some(Instant::now());
-        }
-    }
-
-    fn available(&self) -> usize {
-        self.seen
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|s| s.available)
-            .count()
-    }
-
-    /// Accepted clusters not in `except`.
-    fn accepted_except(&self, except: &HashSet<String>) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(name, s)| s.accepted && !except.contains(*name))
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
-    /// Available clusters whose lease duration is not yet `seconds`.
-    fn lease_to_change(&self, seconds: i32) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, s)| s.available && s.accepted && s.lease_seconds != seconds)
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
-    /// When each of `names` first became Available, after `start`.
-    fn times_to_available(&self, names: &[String], start: Instant) -> Vec<Duration> {
-        let seen = self.seen.lock().unwrap();
-        let mut times: Vec<Duration> = names
-            .iter()
-            .filter_map(|n| seen.get(n).and_then(|s| s.first_available))
-            .map(|at| at.saturating_duration_since(start))
-            .collect();
-        times.sort_unstable();
-        times
-    }
-}
-
-async fn watch_clusters(client: Client, clusters: Arc<Clusters>) {
-    let stream = watcher(
-        Api::<ManagedCluster>::all(client),
-        watcher::Config::default(),
-    )
-    .default_backoff();
-    futures::pin_mut!(stream);
-    while let Some(event) = stream.next().await {
-        match event {
-            Ok(watcher::Event::Apply(cluster) | watcher::Event::InitApply(cluster)) => {
-                clusters.record(&cluster);
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(%err, "ManagedCluster watch"),
-        }
-    }
-}
-
-/// The hub administrator's part: `leaseDurationSeconds` set on every Available cluster.
-async fn set_lease_durations(
-    client: Client,
-    clusters: Arc<Clusters>,
-    seconds: i32,
-    cancel: CancellationToken,
-) {
-    let api = Api::<ManagedCluster>::all(client);
-    let mut asked: HashSet<String> = HashSet::new();
-    while !cancel.is_cancelled() {
-        let due: Vec<String> = clusters
-            .lease_to_change(seconds)
-            .into_iter()
-            .filter(|n| !asked.contains(n))
-            .collect();
-        let patch = serde_json::json!({"spec": {"leaseDurationSeconds": seconds}});
-        let results: Vec<(String, bool)> = futures::stream::iter(due)
-            .map(|name| {
-                let (api, patch) = (api.clone(), patch.clone());
-                async move {
-                    let ok = api
-                        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await
-                        .is_ok();
-                    (name, ok)
-                }
-            })
-            .buffer_unordered(8)
-            .collect()
-            .await;
-        // A failed patch is retried on the next round.
-        asked.extend(results.into_iter().filter(|(_, ok)| *ok).map(|(n, _)| n));
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // The spokes.
 
-struct Spokes {
-    transport: GrpcClientConfig,
-    model: Arc<ClusterModel>,
-    counters: Arc<Counters>,
-    errors: Arc<Mutex<Vec<String>>>,
-    cancel: CancellationToken,
-    started: usize,
-}
-
-fn cluster_name(index: usize) -> String {
-    format!("sim-{index:05}")
-}
-
-fn agent_name(cluster: &str) -> AgentName {
-    AgentName {
-        cluster: cluster.to_owned(),
-        agent: "agent".to_owned(),
-    }
-}
-
-impl Spokes {
-    fn config(&self, cluster: &str) -> SpokeConfig {
-        SpokeConfig {
-            bootstrap: BootstrapConfig {
-                transport: TransportConfig::Grpc(self.transport.clone()),
-                name: agent_name(cluster),
-                expiration_seconds: None,
-                timeout: Duration::from_secs(900),
-                waiting_notice: Duration::from_secs(900),
-            },
-            model: Arc::clone(&self.model),
-            inbox_capacity: 16,
-        }
-    }
-
-    /// Starts the spoke of `cluster`: it joins through bootstrap unless given `identity`, then
-    /// runs.
-    fn start(&mut self, cluster: &str, identity: Option<PemIdentity>) {
-        let config = self.config(cluster);
-        let (counters, errors, cancel) = (
-            Arc::clone(&self.counters),
-            Arc::clone(&self.errors),
-            self.cancel.clone(),
-        );
-        tokio::spawn(async move {
-            if let Err(err) = spoke::run(config, identity, counters, cancel).await {
-                errors.lock().unwrap().push(err.to_string());
-            }
-        });
-        self.started += 1;
-    }
-
-    fn check(&self) -> anyhow::Result<()> {
-        let errors = self.errors.lock().unwrap();
-        if let Some(first) = errors.first() {
-            bail!(
-                "{} simulated spokes failed; the first: {first}",
-                errors.len()
-            );
-        }
-        Ok(())
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Figures.
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.1} s", d.as_secs_f64())
-}
-
-/// CPU time of each watched process.
-struct CpuReading {
-    at: Instant,
-    times: Vec<(String, u32, Duration)>,
-}
-
-impl CpuReading {
-    fn take(pids: &[(String, u32)]) -> anyhow::Result<Self> {
-        let at = Instant::now();
-        let times = pids
-            .iter()
-            .map(|(name, pid)| Ok((name.clone(), *pid, measure::cpu_time(*pid)?)))
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Self { at, times })
-    }
-
-    /// % of one core each process used since `earlier`.
-    fn since(&self, earlier: &Self) -> Vec<(String, f64)> {
-        let wall = self.at.duration_since(earlier.at).as_secs_f64();
-        self.times
-            .iter()
-            .zip(&earlier.times)
-            .map(|((name, _, now), (_, _, then))| {
-                (
-                    name.clone(),
-                    now.saturating_sub(*then).as_secs_f64() / wall * 100.0,
-                )
-            })
-            .collect()
-    }
-}
-
-fn request_key(sample: &Sample) -> String {
-    let resource = match sample.label("subresource") {
-        "" => sample.label("resource").to_owned(),
-        sub => format!("{}/{sub}", sample.label("resource")),
-    };
-    format!("{} {resource}", sample.label("verb"))
-}
-
-fn is_storage_write(sample: &Sample) -> bool {
-    matches!(sample.label("operation"), "create" | "update" | "delete")
-}
-
-fn storage_key(sample: &Sample) -> String {
-    format!("{} {}", sample.label("operation"), sample.label("resource"))
-}
-
-/// The largest `n` groups as `key rate/s` items.
-fn top(groups: &BTreeMap<String, f64>, seconds: f64, n: usize) -> String {
-    let mut sorted: Vec<(&String, &f64)> = groups.iter().collect();
-    sorted.sort_by(|a, b| b.1.total_cmp(a.1));
-    sorted
-        .into_iter()
-        .take(n)
-        .map(|(key, count)| format!("{key} {:.1}/s", count / seconds))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -599,9 +313,9 @@ async fn run(
     .await?;
     let ca = hub::hub_ca_pem(kube).await?;
     let clusters = Arc::new(Clusters::default());
-    tokio::spawn(watch_clusters(kube.clone(), Arc::clone(&clusters)));
-    let mut spokes = Spokes {
-        transport: GrpcClientConfig {
+    tokio::spawn(fleet::watch_clusters(kube.clone(), Arc::clone(&clusters)));
+    let mut spokes = Spokes::new(
+        GrpcClientConfig {
             url: format!("127.0.0.1:{}", hub.grpc_port),
             ca_pem: Some(ca),
             client_identity: None,
@@ -610,12 +324,8 @@ async fn run(
             server_healthiness_timeout: None,
             proxy: None,
         },
-        model: Arc::new(ClusterModel::kwok_like(1)),
-        counters: Arc::new(Counters::default()),
-        errors: Arc::new(Mutex::new(Vec::new())),
-        cancel: CancellationToken::new(),
-        started: 0,
-    };
+        Arc::new(ClusterModel::kwok_like(1)),
+    );
     let _stop_spokes = spokes.cancel.clone().drop_guard();
     let hub_pid = hub.pid();
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -675,7 +385,7 @@ async fn run(
     // Ramp: the rest, the same way, a bounded number at a time.
     let admin = CancellationToken::new();
     let _stop_admin = admin.clone().drop_guard();
-    tokio::spawn(set_lease_durations(
+    tokio::spawn(fleet::set_lease_durations(
         kube.clone(),
         Arc::clone(&clusters),
         options.lease_seconds,

@@ -19,11 +19,13 @@
 //! request and storage counters ([`measure`]).
 
 pub mod agent;
+pub mod fleet;
 pub mod hub;
 pub mod identity;
 pub mod measure;
 pub mod model;
 pub mod spoke;
+pub mod works;
 
 /// What can go wrong around the simulated spokes (the spokes' own errors are
 /// [`spoke::SpokeError`]).
@@ -65,6 +67,8 @@ pub enum SimError {
     ProcFormat { path: String, detail: String },
     #[error("issuing a client certificate: {0}")]
     Certificate(String),
+    #[error("{failed} simulated spokes failed; the first: {first}")]
+    Spokes { failed: usize, first: String },
     #[error("raising the open-files limit: {0}")]
     Rlimit(#[source] nix::Error),
 }

@@ -2,7 +2,7 @@
 //! hub apiserver's request and storage counters (from its `/metrics`).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ocm_api::kube::Client;
 
@@ -213,6 +213,84 @@ fn parse_labels(text: &str) -> BTreeMap<String, String> {
         rest = after.get(end..).unwrap_or_default();
     }
     labels
+}
+
+/// The `p`th percentile of `sorted` (nearest rank).
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// Seconds with one decimal.
+pub fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// CPU time of each watched process.
+#[derive(Debug)]
+pub struct CpuReading {
+    pub at: Instant,
+    times: Vec<(String, u32, Duration)>,
+}
+
+impl CpuReading {
+    pub fn take(pids: &[(String, u32)]) -> Result<Self, SimError> {
+        let at = Instant::now();
+        let times = pids
+            .iter()
+            .map(|(name, pid)| Ok((name.clone(), *pid, cpu_time(*pid)?)))
+            .collect::<Result<Vec<_>, SimError>>()?;
+        Ok(Self { at, times })
+    }
+
+    /// % of one core each process used since `earlier`.
+    pub fn since(&self, earlier: &Self) -> Vec<(String, f64)> {
+        let wall = self.at.duration_since(earlier.at).as_secs_f64();
+        self.times
+            .iter()
+            .zip(&earlier.times)
+            .map(|((name, _, now), (_, _, then))| {
+                (
+                    name.clone(),
+                    now.saturating_sub(*then).as_secs_f64() / wall * 100.0,
+                )
+            })
+            .collect()
+    }
+}
+
+/// `VERB resource[/subresource]` of an `apiserver_request_total` sample.
+pub fn request_key(sample: &Sample) -> String {
+    let resource = match sample.label("subresource") {
+        "" => sample.label("resource").to_owned(),
+        sub => format!("{}/{sub}", sample.label("resource")),
+    };
+    format!("{} {resource}", sample.label("verb"))
+}
+
+/// An `etcd_requests_total` sample of a create, update or delete.
+pub fn is_storage_write(sample: &Sample) -> bool {
+    matches!(sample.label("operation"), "create" | "update" | "delete")
+}
+
+/// `operation resource` of an `etcd_requests_total` sample.
+pub fn storage_key(sample: &Sample) -> String {
+    format!("{} {}", sample.label("operation"), sample.label("resource"))
+}
+
+/// The largest `n` groups as `key rate/s` items.
+pub fn top(groups: &BTreeMap<String, f64>, seconds: f64, n: usize) -> String {
+    let mut sorted: Vec<(&String, &f64)> = groups.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(a.1));
+    sorted
+        .into_iter()
+        .take(n)
+        .map(|(key, count)| format!("{key} {:.1}/s", count / seconds))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -20,12 +20,14 @@ use ocm_spoke_agent::bootstrap::{self, BootstrapConfig, BootstrapError};
 use ocm_transport::client::{
     self, InboxOptions, Interest, OpenError, PublishError, Publisher, Role, TransportConfig,
 };
+use ocm_transport::event::CloudEvent;
 use ocm_transport::event_type::{DataType, EventAction, SubResource};
 use ocm_transport::registration::{self, Decoded, RegistrationKind};
 use ocm_transport::tls::PemIdentity;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::ClusterModel;
+use crate::works::{SpokeWorks, WorkCounters};
 
 /// How one simulated spoke runs.
 #[derive(Debug, Clone)]
@@ -37,6 +39,12 @@ pub struct SpokeConfig {
     /// Decoded events held for the spoke before its connection waits (the agent's default is
     /// 256; a spoke that only follows its own ManagedCluster and lease needs few).
     pub inbox_capacity: usize,
+    /// Also receive ManifestWorks, apply them to the in-memory cluster and report their status
+    /// ([`SpokeWorks`]), counted here.
+    pub works: Option<Arc<WorkCounters>>,
+    /// Turn what every Deployment reports this often (the status churn scenario), each spoke
+    /// at its own phase.
+    pub churn_every: Option<Duration>,
 }
 
 /// What all spokes of a run have done, counted together.
@@ -191,7 +199,15 @@ async fn run_inner(
             role: Role::Agent {
                 cluster: name.clone(),
             },
-            data_types: vec![DataType::managed_clusters(), DataType::leases()],
+            data_types: if config.works.is_some() {
+                vec![
+                    DataType::managed_clusters(),
+                    DataType::leases(),
+                    DataType::manifest_bundles(),
+                ]
+            } else {
+                vec![DataType::managed_clusters(), DataType::leases()]
+            },
         },
         InboxOptions {
             capacity: config.inbox_capacity.max(1),
@@ -206,6 +222,14 @@ async fn run_inner(
 
     let mut cluster: Option<ManagedCluster> = None;
     let mut lease: Option<Lease> = None;
+    let agent_id = format!("{name}-{}", config.bootstrap.name.agent);
+    let mut works = config
+        .works
+        .as_ref()
+        .map(|counters| SpokeWorks::new(&name, &agent_id, Arc::clone(counters)));
+    let churn_every = config.churn_every.unwrap_or(Duration::MAX);
+    let churn = tokio::time::sleep(first_churn(config.churn_every));
+    tokio::pin!(churn);
     let mut subscribed = false;
     // As the agent: the first renewal check a second after connecting, then every period.
     let renewal = tokio::time::sleep(Duration::from_secs(1));
@@ -220,11 +244,21 @@ async fn run_inner(
                     counters.connected.fetch_add(1, Ordering::Relaxed);
                     counters.timeline.record(&name, Milestone::Subscribed);
                 }
-                agent::resync(&hub, &name, &data_type).await;
+                match &works {
+                    Some(works) if data_type == DataType::manifest_bundles() => {
+                        send(&hub, &name, vec![works.resync_request()]).await;
+                    }
+                    _ => agent::resync(&hub, &name, &data_type).await,
+                }
             }
             event = inbox.events.recv() => {
                 let Some(event) = event else { return Ok(()) };
-                if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
+                if event.event_type.starts_with(&DataType::manifest_bundles().to_string()) {
+                    if let Some(works) = works.as_mut() {
+                        let statuses = works.receive(&event);
+                        send(&hub, &name, statuses).await;
+                    }
+                } else if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
                     let Ok(Decoded::Object(current)) = registration::decode::<ManagedCluster>(RegistrationKind::ManagedCluster, &event) else {
                         continue;
                     };
@@ -254,6 +288,39 @@ async fn run_inner(
                 }
                 renewal.as_mut().reset(tokio::time::Instant::now() + agent::jittered(every));
             }
+            () = &mut churn => {
+                if let Some(works) = works.as_mut() {
+                    let statuses = works.churn();
+                    send(&hub, &name, statuses).await;
+                }
+                churn.as_mut().reset(tokio::time::Instant::now() + churn_every.min(Duration::from_secs(86_400)));
+            }
+        }
+    }
+}
+
+/// The first churn: a random point within the first period, so spokes do not churn in step.
+fn first_churn(every: Option<Duration>) -> Duration {
+    match every {
+        Some(every) => every.mul_f64(f64::from(random_byte()) / 255.0),
+        None => Duration::from_secs(86_400),
+    }
+}
+
+fn random_byte() -> u8 {
+    let mut byte = [0u8; 1];
+    if getrandom::fill(&mut byte).is_err() {
+        return 128;
+    }
+    byte[0]
+}
+
+/// Publishes `events` (work statuses), logging what could not be sent: the hub asks again
+/// through a status resync after the next reconnect.
+async fn send(hub: &Publisher, cluster: &str, events: Vec<CloudEvent>) {
+    for event in events {
+        if let Err(err) = hub.publish(&event).await {
+            tracing::warn!(%cluster, %err, "simulated work event not sent");
         }
     }
 }
