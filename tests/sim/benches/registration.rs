@@ -48,15 +48,15 @@
 
 #![allow(clippy::print_stdout, clippy::print_stderr, clippy::unwrap_used)] // a benchmark report
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
-use ocm_api::cluster::v1::{ManagedCluster, ManagedClusterSpec};
+use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::kube::{Api, Client};
-use ocm_sim::fleet::{self, Clusters, Spokes, agent_name, cluster_name};
+use ocm_sim::fleet::{self, Clusters, Spokes, cluster_name};
 use ocm_sim::hub::{self, HubProcess};
 use ocm_sim::identity::Issuer;
 use ocm_sim::measure::{
@@ -64,10 +64,8 @@ use ocm_sim::measure::{
     storage_key, top,
 };
 use ocm_sim::model::ClusterModel;
-use ocm_sim::spoke::{self, Milestone};
+use ocm_sim::spoke::Milestone;
 use ocm_testenv::Cluster;
-use ocm_transport::client::Publisher;
-use ocm_transport::grpc_client::GrpcClient;
 use ocm_transport::grpc_config::GrpcClientConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -402,91 +400,26 @@ async fn run(
     let ramp_at = Instant::now();
     let ramp_cpu_before = CpuReading::take(&pids)?;
     let deadline = ramp_at + options.phase_timeout;
-    let mut report_at = ramp_at + Duration::from_secs(15);
     let metrics_before_ramp = Metrics::scrape(kube, METRICS).await?;
-    // The shortcut: ManagedClusters created through the hub's broker with the bootstrap token,
-    // identities from the hub CA, each spoke connecting once its cluster is accepted.
-    let creators: Vec<Publisher> = (0..8)
-        .map(|_| GrpcClient::new(&spokes.transport).map(Publisher::Grpc))
-        .collect::<Result<_, _>>()?;
     let issuer = match options.ramp {
         Ramp::Shortcut => Some(Issuer::from_hub(kube, time::Duration::hours(24)).await?),
         Ramp::Bootstrap => None,
     };
-    let mut created = options.joiners;
-    let mut connecting: HashSet<String> = (0..options.joiners).map(cluster_name).collect();
-    loop {
-        let available = clusters.available();
-        if available >= options.total {
-            break;
-        }
-        match &issuer {
-            None => {
-                while spokes.started < options.total
-                    && spokes.started - available < options.in_flight
-                {
-                    spokes.start(&cluster_name(spokes.started), None);
-                }
-            }
-            Some(issuer) => {
-                while created < options.total && created - available < options.in_flight {
-                    let name = cluster_name(created);
-                    let hub = creators[created % creators.len()].clone();
-                    let errors = Arc::clone(&spokes.errors);
-                    let lease_seconds = options.lease_seconds;
-                    tokio::spawn(async move {
-                        let cluster = ManagedCluster::new(
-                            &name,
-                            ManagedClusterSpec {
-                                lease_duration_seconds: lease_seconds,
-                                ..ManagedClusterSpec::default()
-                            },
-                        );
-                        let mut attempt = 0;
-                        while let Err(err) = spoke::create_cluster(&hub, &cluster).await {
-                            attempt += 1;
-                            if attempt == 5 {
-                                errors
-                                    .lock()
-                                    .unwrap()
-                                    .push(format!("{name}: creating its ManagedCluster: {err}"));
-                                return;
-                            }
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    });
-                    created += 1;
-                }
-                for name in clusters.accepted_except(&connecting) {
-                    let identity = issuer.issue(&agent_name(&name))?;
-                    spokes.start(&name, Some(identity));
-                    connecting.insert(name);
-                }
-            }
-        }
-        spokes.check()?;
-        if let Some(status) = hub.exited() {
-            bail!("ocm-hub exited ({status})");
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "only {available} of {} clusters Available after {:?}",
-            options.total,
-            options.phase_timeout
-        );
-        if Instant::now() > report_at {
-            report_at += Duration::from_secs(15);
-            eprintln!(
-                "[ramp] {:.0} s: {} created, {} spokes started, {} joined, {} connected, {available} Available",
-                ramp_at.elapsed().as_secs_f64(),
-                created.max(spokes.started),
-                spokes.started,
-                spokes.counters.joined.load(Ordering::Relaxed),
-                spokes.counters.connected.load(Ordering::Relaxed),
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let created = fleet::ramp(
+        &mut spokes,
+        &clusters,
+        issuer.as_ref(),
+        &fleet::RampPlan {
+            first: options.joiners,
+            total: options.total,
+            in_flight: options.in_flight,
+            lease_seconds: options.lease_seconds,
+            deadline,
+        },
+        || hub.exited().map(|status| status.to_string()),
+    )
+    .await;
+    created?;
     let ramp = ramp_at.elapsed();
     let ramp_cpu = CpuReading::take(&pids)?.since(&ramp_cpu_before);
     let metrics_after_ramp = Metrics::scrape(kube, METRICS).await?;

@@ -4,23 +4,28 @@
 //! its own.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use ocm_api::cluster::v1::{CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, ManagedCluster};
+use ocm_api::cluster::v1::{
+    CONDITION_AVAILABLE, CONDITION_HUB_ACCEPTED, ManagedCluster, ManagedClusterSpec,
+};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::kube::api::{Patch, PatchParams};
 use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
 use ocm_api::kube::{Api, Client};
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
 use ocm_spoke_agent::csr::AgentName;
-use ocm_transport::client::TransportConfig;
+use ocm_transport::client::{Publisher, TransportConfig};
+use ocm_transport::grpc_client::GrpcClient;
 use ocm_transport::grpc_config::GrpcClientConfig;
 use ocm_transport::tls::PemIdentity;
 use tokio_util::sync::CancellationToken;
 
 use crate::SimError;
+use crate::identity::Issuer;
 use crate::model::ClusterModel;
 use crate::spoke::{self, Counters, SpokeConfig};
 use crate::works::WorkCounters;
@@ -271,5 +276,123 @@ impl Spokes {
             }),
             None => Ok(()),
         }
+    }
+}
+
+/// How [`ramp`] brings clusters in.
+#[derive(Debug, Clone)]
+pub struct RampPlan {
+    /// Spokes `0..first` are started already.
+    pub first: usize,
+    /// Clusters when done: every one Available.
+    pub total: usize,
+    /// At most this many clusters not yet Available at a time.
+    pub in_flight: usize,
+    /// `leaseDurationSeconds` of the clusters created.
+    pub lease_seconds: i32,
+    /// Fail when not done by then.
+    pub deadline: Instant,
+}
+
+/// Brings the fleet to `plan.total` Available clusters, printing progress every 15 s. With an
+/// `issuer` (the shortcut), each ManagedCluster is created through the hub's broker with the
+/// bootstrap token, as bootstrap's first step does, and its spoke starts with an identity from
+/// the hub's CA once the hub has accepted it; without, every spoke bootstraps. `hub_exited`
+/// says whether (and how) the hub died. Returns the clusters created or started.
+#[allow(clippy::print_stderr)] // a benchmark's progress, on its terminal
+pub async fn ramp(
+    spokes: &mut Spokes,
+    clusters: &Clusters,
+    issuer: Option<&Issuer>,
+    plan: &RampPlan,
+    mut hub_exited: impl FnMut() -> Option<String>,
+) -> Result<usize, SimError> {
+    let creators: Vec<Publisher> = (0..8)
+        .map(|_| GrpcClient::new(&spokes.transport).map(Publisher::Grpc))
+        .collect::<Result<_, _>>()
+        .map_err(|e| SimError::Hub(format!("connecting to the broker: {e}")))?;
+    let started_at = Instant::now();
+    let mut report_at = started_at + Duration::from_secs(15);
+    let mut created = plan.first;
+    let mut connecting: HashSet<String> = (0..plan.first).map(cluster_name).collect();
+    loop {
+        let available = clusters.available();
+        if available >= plan.total {
+            return Ok(created.max(spokes.started));
+        }
+        match issuer {
+            None => {
+                while spokes.started < plan.total && spokes.started - available < plan.in_flight {
+                    spokes.start(&cluster_name(spokes.started), None);
+                }
+            }
+            Some(issuer) => {
+                while created < plan.total && created - available < plan.in_flight {
+                    let hub = creators[created % creators.len()].clone();
+                    tokio::spawn(create_cluster(
+                        hub,
+                        cluster_name(created),
+                        plan.lease_seconds,
+                        Arc::clone(&spokes.errors),
+                    ));
+                    created += 1;
+                }
+                for name in clusters.accepted_except(&connecting) {
+                    let identity = issuer.issue(&agent_name(&name))?;
+                    spokes.start(&name, Some(identity));
+                    connecting.insert(name);
+                }
+            }
+        }
+        spokes.check()?;
+        if let Some(status) = hub_exited() {
+            return Err(SimError::Hub(format!("exited ({status})")));
+        }
+        if Instant::now() > plan.deadline {
+            return Err(SimError::Timeout(format!(
+                "only {available} of {} clusters Available",
+                plan.total
+            )));
+        }
+        if Instant::now() > report_at {
+            report_at += Duration::from_secs(15);
+            eprintln!(
+                "[ramp] {:.0} s: {} created, {} spokes started, {} joined, {} connected, {available} Available",
+                started_at.elapsed().as_secs_f64(),
+                created.max(spokes.started),
+                spokes.started,
+                spokes.counters.joined.load(Ordering::Relaxed),
+                spokes.counters.connected.load(Ordering::Relaxed),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates `name` through the hub's broker, retrying a few times.
+async fn create_cluster(
+    hub: Publisher,
+    name: String,
+    lease_seconds: i32,
+    errors: Arc<Mutex<Vec<String>>>,
+) {
+    let cluster = ManagedCluster::new(
+        &name,
+        ManagedClusterSpec {
+            lease_duration_seconds: lease_seconds,
+            ..ManagedClusterSpec::default()
+        },
+    );
+    let mut attempt = 0;
+    while let Err(err) = spoke::create_cluster(&hub, &cluster).await {
+        attempt += 1;
+        if attempt == 5 {
+            errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{name}: creating its ManagedCluster: {err}"));
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }

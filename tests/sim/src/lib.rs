@@ -67,6 +67,8 @@ pub enum SimError {
     ProcFormat { path: String, detail: String },
     #[error("issuing a client certificate: {0}")]
     Certificate(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
     #[error("{failed} simulated spokes failed; the first: {first}")]
     Spokes { failed: usize, first: String },
     #[error("raising the open-files limit: {0}")]
