@@ -294,6 +294,7 @@ pub async fn run_with_webhook(
     ));
     let counted = broker.clone();
     let gauge = metrics.subscribers.clone();
+    let wire_metrics = Arc::clone(&metrics);
     let counting = cancel.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(5));
@@ -302,6 +303,8 @@ pub async fn run_with_webhook(
                 () = counting.cancelled() => return,
                 _ = every.tick() => {
                     gauge.set(i64::try_from(counted.subscriber_count()).unwrap_or(i64::MAX));
+                    let wire = counted.wire_bytes();
+                    wire_metrics.wire_bytes(wire.received(), wire.sent());
                 }
             }
         }

@@ -39,6 +39,14 @@ pub struct HubMetrics {
     pub work_status_write_failures: Counter,
     /// Agents' ManifestWork statuses that cost no write, by reason.
     pub work_status_skipped: Family<SkipLabels, Counter>,
+    /// Bytes on the wire of the broker's connections (TLS included), by direction.
+    pub broker_bytes: Family<DirectionLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `received` or `sent`.
+    pub direction: String,
 }
 
 impl HubMetrics {
@@ -65,11 +73,26 @@ impl HubMetrics {
             metrics.work_status_write_failures.clone(),
         );
         registry.register(
+            "ocm_hub_broker_bytes",
+            "Bytes on the wire of the broker's agent connections, TLS included, by direction",
+            metrics.broker_bytes.clone(),
+        );
+        registry.register(
             "ocm_hub_work_status_skipped",
             "ManifestWork statuses from agents that cost no write, by reason",
             metrics.work_status_skipped.clone(),
         );
         metrics
+    }
+
+    /// Brings the wire byte counters up to the broker's totals.
+    pub fn wire_bytes(&self, received: u64, sent: u64) {
+        for (direction, total) in [("received", received), ("sent", sent)] {
+            let counter = self.broker_bytes.get_or_create(&DirectionLabels {
+                direction: direction.to_owned(),
+            });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// Counts a status that cost no write.

@@ -7,6 +7,7 @@
 //! [`TokenAuthenticator`]) and authorized through a pluggable [`Authorizer`] with OCM's mapping
 //! ([`crate::access`]).
 
+use crate::wire_count::{Counted, WireBytes};
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -82,6 +83,8 @@ struct Inner {
     handlers: HashMap<DataType, Arc<dyn EventHandler>>,
     tokens: Option<Arc<dyn TokenAuthenticator>>,
     authorizer: Arc<dyn Authorizer>,
+    /// Bytes on the wire of every connection [`serve`] accepted.
+    wire: Arc<WireBytes>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -112,8 +115,14 @@ impl Broker {
                 handlers,
                 tokens,
                 authorizer,
+                wire: Arc::default(),
             }),
         }
+    }
+
+    /// Bytes received and sent on the wire by every connection served, TLS included.
+    pub fn wire_bytes(&self) -> &WireBytes {
+        &self.inner.wire
     }
 
     /// Sends a hub event to every subscriber of its cluster and data type; returns how many
@@ -318,6 +327,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let wire = Arc::clone(&broker.inner.wire);
     let (connections, incoming) = tokio::sync::mpsc::channel::<Result<_, std::io::Error>>(64);
     let accept_loop = tokio::spawn(async move {
         loop {
@@ -331,6 +341,7 @@ pub async fn serve(
             };
             let acceptor = acceptor.clone();
             let connections = connections.clone();
+            let tcp = Counted::new(tcp, Arc::clone(&wire));
             tokio::spawn(async move {
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(tls)) => {

@@ -41,6 +41,7 @@ pub mod status_hash;
 pub mod structured;
 pub mod subscriptions;
 pub mod tls;
+pub mod wire_count;
 pub mod work;
 
 pub use event::{CloudEvent, ExtensionValue};

@@ -41,6 +41,8 @@ pub const AUTO_ACCEPTED_ANNOTATION: &str = "open-cluster-management.io/automatic
 /// Every cluster's grants are applied again at least this often. Drift someone else makes is
 /// corrected at once ([`super::drift`]); this only backs up a change a watch missed.
 const RESYNC: Duration = Duration::from_secs(3600);
+/// How soon acceptance is recorded again after the cluster changed under it.
+const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 /// How often a denied or deleted cluster is looked at while ManifestWorks remain (OCM: 5 s).
 const WORKS_RECHECK: Duration = Duration::from_secs(5);
 
@@ -282,14 +284,23 @@ async fn reconcile(
         if let Some(grants_changed) = &ctx.config.grants_changed {
             grants_changed(&name);
         }
-        Api::<ManagedCluster>::all(client.clone())
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
-            )
+        // Guarded by the resourceVersion the conditions were read at: the list is written
+        // whole, and an agent's report (Available) written meanwhile must not be lost. A
+        // conflict means a newer object, and with it another reconcile, is on its way.
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": cluster.metadata.resource_version},
+            "status": {"conditions": conditions},
+        });
+        match Api::<ManagedCluster>::all(client.clone())
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
             .await
-            .map_err(err("recording acceptance"))?;
+        {
+            Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(cluster = %name, "acceptance not recorded: the cluster changed meanwhile");
+                return Ok(Action::requeue(CONFLICT_RETRY));
+            }
+            other => other.map_err(err("recording acceptance"))?,
+        };
         tracing::info!(cluster = %name, accepted, "acceptance recorded");
     }
     if requeue == RESYNC {

@@ -87,6 +87,15 @@ impl Clusters {
             .count()
     }
 
+    /// How many of `names` are Available.
+    pub fn available_among(&self, names: &[String]) -> usize {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        names
+            .iter()
+            .filter(|n| seen.get(*n).is_some_and(|s| s.available))
+            .count()
+    }
+
     /// Accepted clusters not in `except`.
     pub fn accepted_except(&self, except: &HashSet<String>) -> Vec<String> {
         self.seen
@@ -185,8 +194,6 @@ pub struct Spokes {
     pub counters: Arc<Counters>,
     /// Set: spokes receive works too, counted here.
     pub works: Option<Arc<WorkCounters>>,
-    /// Set: spokes turn their workloads' status this often.
-    pub churn_every: Option<Duration>,
     pub errors: Arc<Mutex<Vec<String>>>,
     /// Stops every spoke.
     pub cancel: CancellationToken,
@@ -216,7 +223,6 @@ impl Spokes {
             model,
             counters: Arc::new(Counters::default()),
             works: None,
-            churn_every: None,
             errors: Arc::new(Mutex::new(Vec::new())),
             cancel: CancellationToken::new(),
             each: HashMap::new(),
@@ -236,7 +242,6 @@ impl Spokes {
             model: Arc::clone(&self.model),
             inbox_capacity: if self.works.is_some() { 64 } else { 16 },
             works: self.works.clone(),
-            churn_every: self.churn_every,
         }
     }
 

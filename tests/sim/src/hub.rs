@@ -24,6 +24,11 @@ pub struct HubProcess {
     process: Process,
     pub grpc_port: u16,
     pub health_port: u16,
+    /// What it was started with, to start it again the same way.
+    binary: PathBuf,
+    cluster: String,
+    args: Vec<String>,
+    restarts: usize,
 }
 
 impl HubProcess {
@@ -77,24 +82,46 @@ impl HubProcess {
             process,
             grpc_port,
             health_port,
+            binary: binary.to_path_buf(),
+            cluster: hub.name().to_owned(),
+            args: all,
+            restarts: 0,
         };
+        started.until_ready(timeout).await?;
+        Ok(started)
+    }
+
+    /// Stops it (SIGTERM, SIGKILL after `grace`) and starts it again with the same arguments
+    /// and ports, its log beside the first one; waits until it answers `/readyz`.
+    pub async fn restart(&mut self, grace: Duration, timeout: Duration) -> Result<(), SimError> {
+        self.process.stop(grace);
+        self.restarts += 1;
+        let log = self
+            .process
+            .log()
+            .with_extension(format!("restart-{}.log", self.restarts));
+        self.process = Process::spawn(&self.cluster, "ocm-hub", &self.binary, &self.args, log)?;
+        self.until_ready(timeout).await
+    }
+
+    async fn until_ready(&mut self, timeout: Duration) -> Result<(), SimError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        while http_status(health_port, "/readyz").await != Some(200) {
-            if let Some(status) = started.process.exited() {
+        while http_status(self.health_port, "/readyz").await != Some(200) {
+            if let Some(status) = self.process.exited() {
                 return Err(SimError::Hub(format!(
                     "exited ({status}); see {}",
-                    log.display()
+                    self.process.log().display()
                 )));
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(SimError::Hub(format!(
                     "not ready within {timeout:?}; see {}",
-                    log.display()
+                    self.process.log().display()
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(started)
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

@@ -40,11 +40,8 @@ pub struct SpokeConfig {
     /// 256; a spoke that only follows its own ManagedCluster and lease needs few).
     pub inbox_capacity: usize,
     /// Also receive ManifestWorks, apply them to the in-memory cluster and report their status
-    /// ([`SpokeWorks`]), counted here.
+    /// ([`SpokeWorks`]), counted here (which also says whether to churn their status).
     pub works: Option<Arc<WorkCounters>>,
-    /// Turn what every Deployment reports this often (the status churn scenario), each spoke
-    /// at its own phase.
-    pub churn_every: Option<Duration>,
 }
 
 /// What all spokes of a run have done, counted together.
@@ -227,8 +224,9 @@ async fn run_inner(
         .works
         .as_ref()
         .map(|counters| SpokeWorks::new(&name, &agent_id, Arc::clone(counters)));
-    let churn_every = config.churn_every.unwrap_or(Duration::MAX);
-    let churn = tokio::time::sleep(first_churn(config.churn_every));
+    // Whether the churn timer runs at the churn period (after a first, random phase).
+    let mut churning = false;
+    let churn = tokio::time::sleep(CHURN_CHECK);
     tokio::pin!(churn);
     let mut subscribed = false;
     // As the agent: the first renewal check a second after connecting, then every period.
@@ -289,23 +287,30 @@ async fn run_inner(
                 renewal.as_mut().reset(tokio::time::Instant::now() + agent::jittered(every));
             }
             () = &mut churn => {
-                if let Some(works) = works.as_mut() {
-                    let statuses = works.churn();
-                    send(&hub, &name, statuses).await;
-                }
-                churn.as_mut().reset(tokio::time::Instant::now() + churn_every.min(Duration::from_secs(86_400)));
+                let every = config.works.as_ref().and_then(|c| c.churn_every());
+                let next = match (every, works.as_mut()) {
+                    (Some(every), Some(works)) if churning => {
+                        let statuses = works.churn();
+                        send(&hub, &name, statuses).await;
+                        every
+                    }
+                    (Some(every), Some(_)) => {
+                        churning = true;
+                        every.mul_f64(f64::from(random_byte()) / 255.0)
+                    }
+                    _ => {
+                        churning = false;
+                        CHURN_CHECK
+                    }
+                };
+                churn.as_mut().reset(tokio::time::Instant::now() + next);
             }
         }
     }
 }
 
-/// The first churn: a random point within the first period, so spokes do not churn in step.
-fn first_churn(every: Option<Duration>) -> Duration {
-    match every {
-        Some(every) => every.mul_f64(f64::from(random_byte()) / 255.0),
-        None => Duration::from_secs(86_400),
-    }
-}
+/// How often a spoke looks whether status churn was turned on (or off).
+const CHURN_CHECK: Duration = Duration::from_secs(1);
 
 fn random_byte() -> u8 {
     let mut byte = [0u8; 1];

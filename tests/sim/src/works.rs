@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ocm_api::condition::{Condition, ConditionStatus};
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -50,9 +50,29 @@ pub struct WorkCounters {
     pub refused: AtomicU64,
     /// Spec resync requests sent (one per subscription of the works).
     pub resyncs: AtomicU64,
-    /// When each cluster last changed what its workloads report, and the ready replicas they
-    /// report since: the status churn scenario's lag is measured from here.
+    /// When each cluster last changed what its workloads report, and how many replicas of
+    /// each Deployment it reports not ready since: the status churn's lag is measured from here.
     pub changed: Mutex<HashMap<String, (i64, Instant)>>,
+    /// How often every spoke turns its workloads' status, in milliseconds (0: never).
+    churn_every_ms: AtomicU64,
+}
+
+impl WorkCounters {
+    /// Starts (or with `None` stops) the status churn of every spoke: each turns what its
+    /// Deployments report every `every`, at a phase of its own.
+    pub fn set_churn(&self, every: Option<Duration>) {
+        let ms = every.map_or(0, |d| {
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+        });
+        self.churn_every_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn churn_every(&self) -> Option<Duration> {
+        match self.churn_every_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Some(Duration::from_millis(ms)),
+        }
+    }
 }
 
 /// The works one simulated spoke holds, by UID.
@@ -152,14 +172,9 @@ impl SpokeWorks {
                 .changed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            changed.insert(self.cluster.clone(), (self.ready_replicas(1), at));
+            changed.insert(self.cluster.clone(), (self.unready, at));
         }
         sent
-    }
-
-    /// The ready replicas a Deployment of `replicas` reports now.
-    pub fn ready_replicas(&self, replicas: i64) -> i64 {
-        (replicas - self.unready).max(0)
     }
 
     fn spec(&mut self, event: &CloudEvent) -> Vec<CloudEvent> {
