@@ -59,10 +59,6 @@ use ocm_sim::works::WorkCounters;
 use ocm_testenv::Cluster;
 use ocm_transport::grpc_config::GrpcClientConfig;
 
-const BOOTSTRAP_NAMESPACE: &str = "open-cluster-management";
-const BOOTSTRAP_SA: &str = "agent-registration-bootstrap";
-const BOOTSTRAP_USER: &str =
-    "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
 const METRICS: &[&str] = &["apiserver_request_total"];
 /// The hub's counter of its broker's bytes on the wire.
 const WIRE_BYTES: &str = "ocm_hub_broker_bytes_total";
@@ -322,14 +318,6 @@ fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
 
 async fn bench(options: Options) -> anyhow::Result<()> {
     let begun = Instant::now();
-    let open_files = ocm_sim::raise_open_files_limit()?;
-    ensure!(
-        open_files > options.spokes as u64 + 1_024,
-        "{} spokes need an open-files limit above {}; the hard limit is {open_files}",
-        options.spokes,
-        options.spokes + 1_024
-    );
-    let hub_binary = HubProcess::binary_beside_current_exe()?;
     let logs = tempfile_dir()?;
     let sim_log = logs.join("sim.log");
     tracing_subscriber::fmt()
@@ -341,25 +329,10 @@ async fn bench(options: Options) -> anyhow::Result<()> {
         .with_writer(Mutex::new(std::fs::File::create(&sim_log)?))
         .init();
 
-    let cluster = Cluster::start("scale-hub").await?;
+    let (cluster, mut hub) =
+        hub::start_bench_hub("scale-hub", options.spokes, &options.hub_args, &logs).await?;
     let kube = cluster.client()?;
-    let hub_log = logs.join("ocm-hub.log");
-    let mut hub = HubProcess::start(
-        &hub_binary,
-        &cluster,
-        &[
-            "--auto-approved-users".into(),
-            BOOTSTRAP_USER.into(),
-            "--bootstrap-service-account".into(),
-            format!("{BOOTSTRAP_NAMESPACE}/{BOOTSTRAP_SA}"),
-        ]
-        .into_iter()
-        .chain(options.hub_args.iter().cloned())
-        .collect::<Vec<String>>(),
-        hub_log.clone(),
-        Duration::from_secs(60),
-    )
-    .await?;
+    let hub_log = hub.log().to_path_buf();
     let outcome = run(&options, &cluster, &kube, &mut hub).await;
     eprintln!("[done] whole run {}", secs(begun.elapsed()));
     hub.stop(Duration::from_secs(5));
@@ -403,8 +376,8 @@ async fn run(
     let n = options.spokes;
     let token = hub::bootstrap_token(
         kube,
-        BOOTSTRAP_NAMESPACE,
-        BOOTSTRAP_SA,
+        hub::BOOTSTRAP_NAMESPACE,
+        hub::BOOTSTRAP_SA,
         Duration::from_secs(4 * 3600),
     )
     .await?;

@@ -222,3 +222,50 @@ pub async fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
         .to_owned();
     Some((status, body))
 }
+
+/// The bootstrap ServiceAccount a benchmark's hub creates, whose joins it approves by itself.
+pub const BOOTSTRAP_NAMESPACE: &str = "open-cluster-management";
+pub const BOOTSTRAP_SA: &str = "agent-registration-bootstrap";
+pub const BOOTSTRAP_USER: &str =
+    "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
+
+/// A benchmark's hub: a test hub cluster named `name` and the `ocm-hub` beside the running
+/// executable on it, auto-approving the bootstrap ServiceAccount's joins (OCM's
+/// ManagedClusterAutoApproval), with `extra` arguments; its log `ocm-hub.log` in `logs`. First
+/// checks that `spokes` connections fit under the open-files limit.
+pub async fn start_bench_hub(
+    name: &str,
+    spokes: usize,
+    extra: &[String],
+    logs: &Path,
+) -> Result<(Cluster, HubProcess), SimError> {
+    let open_files = crate::raise_open_files_limit()?;
+    let needed = u64::try_from(spokes)
+        .unwrap_or(u64::MAX)
+        .saturating_add(1_024);
+    if open_files <= needed {
+        return Err(SimError::Hub(format!(
+            "{spokes} spokes need an open-files limit above {needed}; the hard limit is {open_files} (raise it with `ulimit -Hn` as root)"
+        )));
+    }
+    let binary = HubProcess::binary_beside_current_exe()?;
+    let cluster = Cluster::start(name).await?;
+    let args: Vec<String> = [
+        "--auto-approved-users".to_owned(),
+        BOOTSTRAP_USER.to_owned(),
+        "--bootstrap-service-account".to_owned(),
+        format!("{BOOTSTRAP_NAMESPACE}/{BOOTSTRAP_SA}"),
+    ]
+    .into_iter()
+    .chain(extra.iter().cloned())
+    .collect();
+    let hub = HubProcess::start(
+        &binary,
+        &cluster,
+        &args,
+        logs.join("ocm-hub.log"),
+        Duration::from_secs(60),
+    )
+    .await?;
+    Ok((cluster, hub))
+}
