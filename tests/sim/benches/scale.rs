@@ -367,6 +367,15 @@ async fn quiet(clusters: &Clusters, limit: Duration) {
 /// One row of the report.
 type Row = (String, String);
 
+/// The rows so far, on the terminal as each scenario ends (a long run that fails later keeps
+/// what it measured).
+fn report(rows: &[Row], shown: &mut usize) {
+    for (figure, value) in rows.iter().skip(*shown) {
+        eprintln!("[measured] {figure}: {value}");
+    }
+    *shown = rows.len();
+}
+
 async fn run(
     options: &Options,
     cluster: &Cluster,
@@ -408,6 +417,7 @@ async fn run(
     tokio::time::sleep(Duration::from_secs(5)).await;
     let rss_before = measure::rss_kib(hub.pid())?;
     let mut rows: Vec<Row> = Vec::new();
+    let mut shown = 0;
 
     // The fleet.
     let ramp_at = Instant::now();
@@ -510,7 +520,7 @@ async fn run(
                 top(&writes, seconds, 3)
             ),
         ));
-        eprintln!("[s1] done");
+        report(&rows, &mut shown);
     }
 
     if options.scenarios.contains(&Scenario::FanOut) {
@@ -562,7 +572,7 @@ async fn run(
             "S2: all created (requests returned) / all Applied".to_owned(),
             format!("{} / {}", secs(all_created), secs(all_applied)),
         ));
-        eprintln!("[s2] {n} works Applied in {}", secs(all_applied));
+        report(&rows, &mut shown);
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
 
@@ -624,7 +634,7 @@ async fn run(
             "S3: CPU, % of a core".to_owned(),
             cpu_row(&cpu_after.since(&cpu_before)),
         ));
-        eprintln!("[s3] done");
+        report(&rows, &mut shown);
         // Every spoke's last change reaches the hub before the restart.
         tokio::time::sleep(Duration::from_secs(5)).await;
     }
@@ -661,7 +671,7 @@ async fn run(
             "S4: redundant re-applies (target 0)".to_owned(),
             format!("**{redundant}**"),
         ));
-        eprintln!("[s4] resynced in {}; {redundant} redundant", secs(resynced));
+        report(&rows, &mut shown);
         quiet(&clusters, Duration::from_secs(300)).await;
     }
 
@@ -703,7 +713,7 @@ async fn run(
             "S5: the other clusters still Available".to_owned(),
             format!("{} of {others}", clusters.available()),
         ));
-        eprintln!("[s5] {} Unknown after {}", killed.len(), secs(last_unknown));
+        report(&rows, &mut shown);
     }
 
     spokes.check()?;

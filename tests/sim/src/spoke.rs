@@ -244,7 +244,7 @@ async fn run_inner(
                 }
                 match &works {
                     Some(works) if data_type == DataType::manifest_bundles() => {
-                        send(&hub, &name, vec![works.resync_request()]).await;
+                        send_apart(&hub, &name, vec![works.resync_request()]);
                     }
                     _ => agent::resync(&hub, &name, &data_type).await,
                 }
@@ -253,8 +253,7 @@ async fn run_inner(
                 let Some(event) = event else { return Ok(()) };
                 if event.event_type.starts_with(&DataType::manifest_bundles().to_string()) {
                     if let Some(works) = works.as_mut() {
-                        let statuses = works.receive(&event);
-                        send(&hub, &name, statuses).await;
+                        send_apart(&hub, &name, works.receive(&event));
                     }
                 } else if event.event_type.starts_with(&DataType::managed_clusters().to_string()) {
                     let Ok(Decoded::Object(current)) = registration::decode::<ManagedCluster>(RegistrationKind::ManagedCluster, &event) else {
@@ -290,8 +289,7 @@ async fn run_inner(
                 let every = config.works.as_ref().and_then(|c| c.churn_every());
                 let next = match (every, works.as_mut()) {
                     (Some(every), Some(works)) if churning => {
-                        let statuses = works.churn();
-                        send(&hub, &name, statuses).await;
+                        send_apart(&hub, &name, works.churn());
                         every
                     }
                     (Some(every), Some(_)) => {
@@ -320,12 +318,20 @@ fn random_byte() -> u8 {
     byte[0]
 }
 
-/// Publishes `events` (work statuses), logging what could not be sent: the hub asks again
+/// Publishes `events` (the works' statuses and resync requests) on a task of their own, as the
+/// agent's work loop is apart from its lease renewals: a hub slow to take statuses must not
+/// hold up a spoke's heartbeat. What could not be sent is logged; the hub asks for it again
 /// through a status resync after the next reconnect.
-async fn send(hub: &Publisher, cluster: &str, events: Vec<CloudEvent>) {
-    for event in events {
-        if let Err(err) = hub.publish(&event).await {
-            tracing::warn!(%cluster, %err, "simulated work event not sent");
-        }
+fn send_apart(hub: &Publisher, cluster: &str, events: Vec<CloudEvent>) {
+    if events.is_empty() {
+        return;
     }
+    let (hub, cluster) = (hub.clone(), cluster.to_owned());
+    tokio::spawn(async move {
+        for event in events {
+            if let Err(err) = hub.publish(&event).await {
+                tracing::warn!(%cluster, %err, "simulated work event not sent");
+            }
+        }
+    });
 }
