@@ -108,10 +108,6 @@ impl SpokeWorks {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.held.is_empty()
     }
