@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Sorted maps: attributes encode in a stable order, so encodings can be compared byte
         // for byte (Go encodes its map in random order; a receiver must not care either way).
         .btree_map(".")
+        // Small per-stream buffers (see src/codec.rs).
+        .codec_path("crate::codec::SmallBufferCodec")
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -13,7 +13,7 @@ use ocm_api::k8s_openapi::api::certificates::v1::{
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ocm_api::kube::api::{Patch, PatchParams};
 use ocm_api::kube::runtime::controller::{Action, Controller};
-use ocm_api::kube::runtime::watcher;
+use ocm_api::kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use ocm_api::kube::{Api, Client};
 use ocm_transport::access::AccessRequest;
 use ocm_transport::broker::{Authorizer, Identity};
@@ -73,7 +73,14 @@ impl Signer {
 pub async fn run(signer: Arc<Signer>, cancel: CancellationToken) {
     let api: Api<CertificateSigningRequest> = Api::all(signer.client.clone());
     let watched = watcher::Config::default().fields(&format!("spec.signerName={SIGNER_NAME}"));
-    Controller::new(api, watched)
+    // The controller's own cache, kept without managed fields: every agent's CSR stays in it.
+    let (store, writer) = reflector::store();
+    let csrs = watcher(api, watched)
+        .default_backoff()
+        .modify(crate::slim::drop_managed_fields)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(csrs, store)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, signer)
         .for_each(|result| async move {

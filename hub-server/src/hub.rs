@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
@@ -29,6 +30,7 @@ use crate::csr_controller::{self, Signer, SignerConfig};
 use crate::metrics::{Counted, HubMetrics};
 use crate::pki::{self, PkiConfig};
 use crate::registration::availability::{self, AvailabilityConfig};
+use crate::registration::clusters::SharedClusters;
 use crate::registration::{acceptance, liveness::Liveness};
 use crate::services::source::publish_changes;
 use crate::services::{
@@ -265,33 +267,44 @@ pub async fn run_with_webhook(
         },
     );
     tokio::spawn(csr_controller::run(Arc::new(signer), cancel.clone()));
-    // As OCM's ManagedClusterAutoApproval: listing users whose CSRs are approved also accepts
-    // their clusters, so CSR approval is the one gate.
-    tokio::spawn(acceptance::run(
-        client.clone(),
-        acceptance::AcceptanceConfig {
-            auto_accept: !config.auto_approved_users.is_empty(),
-            grants_changed: Some({
-                let authorizer = Arc::clone(&authorizer);
-                Arc::new(move |cluster: &str| authorizer.forget_cluster(cluster))
-            }),
-        },
-        cancel.clone(),
-    ));
-    tokio::spawn(crate::registration::cleanup::run(
-        client.clone(),
-        cancel.clone(),
-    ));
     tokio::spawn(crate::registration::clustersets::run(
         client.clone(),
         cancel.clone(),
     ));
-    tokio::spawn(availability::run(
-        client.clone(),
-        liveness,
-        config.availability,
-        cancel.clone(),
-    ));
+    // Acceptance, cleanup and availability share one ManagedCluster watch and cache.
+    let shared_clusters = SharedClusters::new();
+    let (accepting, cleaning, checking) = (
+        shared_clusters.feed(),
+        shared_clusters.feed(),
+        shared_clusters.store(),
+    );
+    let cluster_controllers = vec![
+        acceptance::run(
+            client.clone(),
+            accepting,
+            acceptance::AcceptanceConfig {
+                // As OCM's ManagedClusterAutoApproval: listing users whose CSRs are approved
+                // also accepts their clusters, so CSR approval is the one gate.
+                auto_accept: !config.auto_approved_users.is_empty(),
+                grants_changed: Some({
+                    let authorizer = Arc::clone(&authorizer);
+                    Arc::new(move |cluster: &str| authorizer.forget_cluster(cluster))
+                }),
+            },
+            cancel.clone(),
+        )
+        .boxed(),
+        crate::registration::cleanup::run(client.clone(), cleaning, cancel.clone()).boxed(),
+        availability::run(
+            client.clone(),
+            checking,
+            liveness,
+            config.availability,
+            cancel.clone(),
+        )
+        .boxed(),
+    ];
+    tokio::spawn(shared_clusters.run(client.clone(), cancel.clone(), cluster_controllers));
     let counted = broker.clone();
     let gauge = metrics.subscribers.clone();
     let wire_metrics = Arc::clone(&metrics);

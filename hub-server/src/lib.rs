@@ -19,5 +19,6 @@ pub mod pki;
 pub mod rbac_changes;
 pub mod registration;
 pub mod services;
+pub mod slim;
 pub mod webhook;
 pub mod work;

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use ocm_api::cluster::v1::{CONDITION_HUB_ACCEPTED, ManagedCluster, ManagedClusterSpec};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::core::v1::Namespace;
@@ -15,6 +16,7 @@ use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::{Api, Client};
 use ocm_hub_server::auth::SubjectAccessReviewAuthorizer;
 use ocm_hub_server::registration::acceptance::{self, AcceptanceConfig};
+use ocm_hub_server::registration::clusters::SharedClusters;
 use ocm_hub_server::registration::rbac;
 use ocm_testenv::Cluster;
 use ocm_transport::access::AccessRequest;
@@ -233,11 +235,23 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let controller = tokio::spawn(acceptance::run(
-        kube.clone(),
-        AcceptanceConfig::default(),
-        cancel.clone(),
-    ));
+    let shared = SharedClusters::new();
+    let accepting = shared.feed();
+    let controller = tokio::spawn(
+        shared.run(
+            kube.clone(),
+            cancel.clone(),
+            vec![
+                acceptance::run(
+                    kube.clone(),
+                    accepting,
+                    AcceptanceConfig::default(),
+                    cancel.clone(),
+                )
+                .boxed(),
+            ],
+        ),
+    );
     let authorizer = SubjectAccessReviewAuthorizer::new(kube.clone(), Duration::ZERO);
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     let roles: Api<ClusterRole> = Api::all(kube.clone());

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use ocm_api::cluster::v1::{
     CONDITION_AVAILABLE, ManagedCluster, ManagedClusterSpec, TAINT_UNREACHABLE,
 };
@@ -18,6 +19,7 @@ use ocm_api::kube::Api;
 use ocm_api::kube::api::{Patch, PatchParams, PostParams};
 use ocm_hub_server::registration::acceptance::{self, AcceptanceConfig};
 use ocm_hub_server::registration::availability::{self, AvailabilityConfig};
+use ocm_hub_server::registration::clusters::SharedClusters;
 use ocm_hub_server::registration::liveness::Liveness;
 use ocm_hub_server::services::{LeaseOps, Outbox, RegistrationService};
 use ocm_testenv::Cluster;
@@ -109,20 +111,28 @@ async fn a_silent_agent_makes_its_cluster_unknown_and_unreachable_within_the_gra
         .unwrap();
     let cancel = CancellationToken::new();
     let liveness = Arc::new(Liveness::new());
-    tokio::spawn(acceptance::run(
+    let shared = SharedClusters::new();
+    let accepting = acceptance::run(
         kube.clone(),
+        shared.feed(),
         AcceptanceConfig::default(),
         cancel.clone(),
-    ));
+    );
     let config = AvailabilityConfig {
         grace_multiplier: 2,
         check_every: Duration::from_millis(200),
     };
-    tokio::spawn(availability::run(
+    let checking = availability::run(
         kube.clone(),
+        shared.store(),
         Arc::clone(&liveness),
         config,
         cancel.clone(),
+    );
+    tokio::spawn(shared.run(
+        kube.clone(),
+        cancel.clone(),
+        vec![accepting.boxed(), checking.boxed()],
     ));
     let leases_service = Arc::new(RegistrationService::new(
         LeaseOps::new(
@@ -238,20 +248,28 @@ async fn a_just_accepted_cluster_gets_the_full_grace_before_its_first_renewal() 
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    tokio::spawn(acceptance::run(
+    let shared = SharedClusters::new();
+    let accepting = acceptance::run(
         kube.clone(),
+        shared.feed(),
         AcceptanceConfig::default(),
         cancel.clone(),
-    ));
+    );
     let config = AvailabilityConfig {
         grace_multiplier: 2,
         check_every: Duration::from_millis(200),
     };
-    tokio::spawn(availability::run(
+    let checking = availability::run(
         kube.clone(),
+        shared.store(),
         Arc::new(Liveness::new()),
         config,
         cancel.clone(),
+    );
+    tokio::spawn(shared.run(
+        kube.clone(),
+        cancel.clone(),
+        vec![accepting.boxed(), checking.boxed()],
     ));
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     clusters

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use ocm_api::cluster::v1::{CONDITION_HUB_ACCEPTED, ManagedCluster, ManagedClusterSpec};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
@@ -19,6 +20,7 @@ use ocm_api::kube::api::{
 use ocm_api::kube::{Api, Client};
 use ocm_hub_server::registration::acceptance::{self, AUTO_ACCEPTED_ANNOTATION, AcceptanceConfig};
 use ocm_hub_server::registration::cleanup::{self, CONDITION_DELETING, RESOURCE_CLEANUP_FINALIZER};
+use ocm_hub_server::registration::clusters::SharedClusters;
 use ocm_hub_server::registration::rbac;
 use ocm_testenv::Cluster;
 use tokio_util::sync::CancellationToken;
@@ -136,12 +138,18 @@ async fn start(name: &str) -> (Cluster, Client) {
 async fn deleting_a_cluster_removes_addons_then_works_by_priority_and_waits_for_the_agent() {
     let (hub, kube) = start("cleanup").await;
     let cancel = CancellationToken::new();
-    tokio::spawn(acceptance::run(
-        kube.clone(),
-        AcceptanceConfig::default(),
-        cancel.clone(),
-    ));
-    tokio::spawn(cleanup::run(kube.clone(), cancel.clone()));
+    let shared = SharedClusters::new();
+    let controllers = vec![
+        acceptance::run(
+            kube.clone(),
+            shared.feed(),
+            AcceptanceConfig::default(),
+            cancel.clone(),
+        )
+        .boxed(),
+        cleanup::run(kube.clone(), shared.feed(), cancel.clone()).boxed(),
+    ];
+    tokio::spawn(shared.run(kube.clone(), cancel.clone(), controllers));
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     clusters
         .create(
@@ -265,14 +273,17 @@ fn accepted_condition(cluster: &ManagedCluster) -> Option<ConditionStatus> {
 async fn auto_acceptance_accepts_each_cluster_once_and_a_denial_sticks() {
     let (hub, kube) = start("auto-accept").await;
     let cancel = CancellationToken::new();
-    tokio::spawn(acceptance::run(
+    let shared = SharedClusters::new();
+    let accepting = acceptance::run(
         kube.clone(),
+        shared.feed(),
         AcceptanceConfig {
             auto_accept: true,
             ..AcceptanceConfig::default()
         },
         cancel.clone(),
-    ));
+    );
+    tokio::spawn(shared.run(kube.clone(), cancel.clone(), vec![accepting.boxed()]));
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     clusters
         .create(

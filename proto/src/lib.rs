@@ -5,6 +5,8 @@
 //! Only the wire types live here. How OCM fills them — `ce-`-prefixed attribute keys, the bare
 //! `contenttype` key, data only in `binary_data` — is the transport crate's mapping.
 
+pub mod codec;
+
 /// Generated code for package `io.cloudevents.v1`.
 #[allow(
     missing_docs,

@@ -19,12 +19,12 @@ use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::core::ClusterResourceScope;
 use ocm_api::kube::runtime::controller::{Action, Controller};
 use ocm_api::kube::runtime::reflector::ObjectRef;
-use ocm_api::kube::runtime::watcher;
 use ocm_api::kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
+use super::clusters::ClusterFeed;
 use super::finalizer::{self, ignore_missing};
 use super::{cleanup, rbac};
 use crate::csr::CLUSTER_NAME_LABEL;
@@ -130,8 +130,12 @@ impl Context {
 }
 
 /// Runs the controller until `cancel`.
-pub async fn run(client: Client, config: AcceptanceConfig, cancel: CancellationToken) {
-    let clusters: Api<ManagedCluster> = Api::all(client.clone());
+pub async fn run(
+    client: Client,
+    clusters: ClusterFeed,
+    config: AcceptanceConfig,
+    cancel: CancellationToken,
+) {
     let ctx = Arc::new(Context {
         client: client.clone(),
         config,
@@ -145,7 +149,7 @@ pub async fn run(client: Client, config: AcceptanceConfig, cancel: CancellationT
             ObjectRef::<ManagedCluster>::new(&cluster)
         })
     };
-    Controller::new(clusters, watcher::Config::default())
+    Controller::for_shared_stream(clusters.trigger, clusters.store)
         .reconcile_on(drifted)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, ctx)

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt as _;
 use jiff::Timestamp;
 use ocm_api::cluster::v1::{
     CONDITION_AVAILABLE, ManagedCluster, TAINT_UNAVAILABLE, TAINT_UNREACHABLE, Taint, TaintEffect,
@@ -17,7 +16,7 @@ use ocm_api::condition::{self, Condition, ConditionStatus};
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use ocm_api::kube::api::{ListParams, Patch, PatchParams};
-use ocm_api::kube::runtime::{WatchStreamExt as _, reflector, watcher};
+use ocm_api::kube::runtime::reflector::Store;
 use ocm_api::kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
@@ -118,25 +117,17 @@ pub fn desired_taints(cluster: &ManagedCluster, now: Timestamp) -> Option<Vec<Ta
     Some(taints)
 }
 
-/// Runs until `cancel`: seeds liveness from the stored Leases, then checks every cluster every
-/// `config.check_every`.
+/// Runs until `cancel`: seeds liveness from the stored Leases, then checks every cluster in
+/// `store` every `config.check_every`. Start it once `store` is ready (see
+/// [`super::clusters::SharedClusters::run`]); until then it checks no cluster.
 pub async fn run(
     client: Client,
+    store: Store<ManagedCluster>,
     liveness: Arc<Liveness>,
     config: AvailabilityConfig,
     cancel: CancellationToken,
 ) {
     let clusters: Api<ManagedCluster> = Api::all(client.clone());
-    let (store, writer) = reflector::store();
-    let reflect = reflector(
-        writer,
-        watcher(clusters.clone(), watcher::Config::default()),
-    )
-    .default_backoff()
-    .for_each(|_| async {});
-    let reflecting = tokio::spawn(async move {
-        reflect.await;
-    });
     seed(&client, &liveness).await;
     let mut tick = tokio::time::interval(config.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -145,15 +136,11 @@ pub async fn run(
             () = cancel.cancelled() => break,
             _ = tick.tick() => {}
         }
-        if store.wait_until_ready().await.is_err() {
-            break;
-        }
         let now = Timestamp::now();
         for cluster in store.state() {
             check(&clusters, &cluster, &liveness, config, now).await;
         }
     }
-    reflecting.abort();
 }
 
 async fn check(
@@ -177,10 +164,10 @@ async fn check(
             "metadata": {"resourceVersion": version},
             "status": {"conditions": conditions},
         });
-        match clusters
+        let r = clusters
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
-            .await
-        {
+            .await;
+        match r {
             Ok(_) => tracing::warn!(cluster = %name, "lease expired; cluster availability unknown"),
             Err(err) => tracing::debug!(cluster = %name, %err, "availability not recorded yet"),
         }

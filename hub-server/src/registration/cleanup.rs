@@ -20,10 +20,10 @@ use ocm_api::kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, PartialObjectMeta, Patch, PatchParams,
 };
 use ocm_api::kube::runtime::controller::{Action, Controller};
-use ocm_api::kube::runtime::watcher;
 use ocm_api::kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 
+use super::clusters::ClusterFeed;
 use super::finalizer;
 
 /// Held on every live ManagedCluster until its namespace's API objects are gone.
@@ -164,9 +164,8 @@ struct Context {
 }
 
 /// Runs the controller until `cancel`.
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let clusters: Api<ManagedCluster> = Api::all(client.clone());
-    Controller::new(clusters, watcher::Config::default())
+pub async fn run(client: Client, clusters: ClusterFeed, cancel: CancellationToken) {
+    Controller::for_shared_stream(clusters.trigger, clusters.store)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, Arc::new(Context { client }))
         .for_each(|result| async move {

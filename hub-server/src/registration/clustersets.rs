@@ -34,7 +34,7 @@ use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement,
 };
 use ocm_api::kube::api::{Patch, PatchParams, PostParams};
-use ocm_api::kube::runtime::reflector::{self, Store, reflector};
+use ocm_api::kube::runtime::reflector::{self, Store};
 use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
 use ocm_api::kube::{Api, Client, Resource};
 use ocm_api::label_selector::{LabelSelectorError, Selector};
@@ -418,8 +418,10 @@ where
 {
     let (store, writer) = reflector::store();
     let changed = Arc::clone(changed);
-    let watch = reflector(writer, watcher(api, watcher::Config::default()))
+    let watch = watcher(api, watcher::Config::default())
         .default_backoff()
+        .modify(crate::slim::drop_managed_fields)
+        .reflect(writer)
         .for_each(move |event| {
             match event {
                 Ok(_) => changed.notify_one(),

@@ -5,6 +5,7 @@
 pub mod acceptance;
 pub mod availability;
 pub mod cleanup;
+pub mod clusters;
 pub mod clustersets;
 pub mod drift;
 pub mod finalizer;

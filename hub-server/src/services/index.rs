@@ -138,7 +138,7 @@ impl<K: Resource<DynamicType = ()> + Clone> ClusterIndex<K> {
 /// than the rest of a Lease.
 fn slim<K: Resource + Clone>(object: &K) -> K {
     let mut object = object.clone();
-    object.meta_mut().managed_fields = None;
+    crate::slim::drop_managed_fields(&mut object);
     object
 }
 
