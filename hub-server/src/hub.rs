@@ -160,6 +160,7 @@ pub async fn run_with_webhook(
     }
 
     let liveness = Arc::new(Liveness::new());
+    availability::seed(&client, &liveness).await;
     let cluster_index = ClusterIndex::new(RegistrationKind::ManagedCluster);
     let csr_index = ClusterIndex::new(RegistrationKind::CertificateSigningRequest);
     let lease_index = ClusterIndex::new(RegistrationKind::Lease);

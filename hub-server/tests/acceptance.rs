@@ -237,11 +237,10 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
     let cancel = CancellationToken::new();
     let shared = SharedClusters::new();
     let accepting = shared.feed();
-    let controller = tokio::spawn(
-        shared.run(
-            kube.clone(),
-            cancel.clone(),
-            vec![
+    let controller = tokio::spawn(shared.run(
+        kube.clone(),
+        cancel.clone(),
+        vec![
                 acceptance::run(
                     kube.clone(),
                     accepting,
@@ -250,8 +249,7 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
                 )
                 .boxed(),
             ],
-        ),
-    );
+    ));
     let authorizer = SubjectAccessReviewAuthorizer::new(kube.clone(), Duration::ZERO);
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     let roles: Api<ClusterRole> = Api::all(kube.clone());

@@ -117,8 +117,8 @@ pub fn desired_taints(cluster: &ManagedCluster, now: Timestamp) -> Option<Vec<Ta
     Some(taints)
 }
 
-/// Runs until `cancel`: seeds liveness from the stored Leases, then checks every cluster in
-/// `store` every `config.check_every`. Start it once `store` is ready (see
+/// Runs until `cancel`, checking every cluster in `store` every `config.check_every` against
+/// `liveness` (seeded by [`seed`]). Start it once `store` is ready (see
 /// [`super::clusters::SharedClusters::run`]); until then it checks no cluster.
 pub async fn run(
     client: Client,
@@ -127,8 +127,7 @@ pub async fn run(
     config: AvailabilityConfig,
     cancel: CancellationToken,
 ) {
-    let clusters: Api<ManagedCluster> = Api::all(client.clone());
-    seed(&client, &liveness).await;
+    let clusters: Api<ManagedCluster> = Api::all(client);
     let mut tick = tokio::time::interval(config.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -190,8 +189,11 @@ async fn check(
     }
 }
 
-/// Liveness after a hub restart starts from the Leases' renew times.
-async fn seed(client: &Client, liveness: &Liveness) {
+/// Liveness after a hub restart starts from the Leases' renew times. Call it before agents
+/// connect: a renewal the hub hears of first marks its Lease as never written, so the Lease is
+/// written at once, and ten thousand agents reconnecting to a restarted hub would all write
+/// theirs in one burst (which held the hub's other apiserver requests up for minutes).
+pub async fn seed(client: &Client, liveness: &Liveness) {
     let leases: Api<Lease> = Api::all(client.clone());
     match leases
         .list(&ListParams::default().labels(CLUSTER_NAME_LABEL))

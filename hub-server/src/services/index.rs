@@ -93,7 +93,13 @@ impl<K: Resource<DynamicType = ()> + Clone> ClusterIndex<K> {
             .unwrap_or_default())
     }
 
+    /// Whether the first listing is complete.
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
     /// A listing starts (after a restart of the watch); until it is done the old picture stays.
+
     pub fn relist_started(&self) {
         self.write().relisting = Some(Vec::new());
     }

@@ -76,12 +76,8 @@ impl Outbox {
                 })
                 .inc();
         }
-        if let (Some(route), Some(event_type)) = (self.0.mqtt.get(), &event_type)
-            && route.data_types.contains(&event_type.data_type)
-            && let Err(error) = route.client.try_publish(event)
-        {
-            // The agent gets what it missed at its next resync (every reconnect).
-            tracing::warn!(cluster = event.cluster_name().unwrap_or_default(), event_type = %event.event_type, %error, "hub event not sent over MQTT");
+        if let Some(event_type) = &event_type {
+            self.publish_mqtt(event, event_type);
         }
         let Some(broker) = self.0.broker.get() else {
             return 0;
@@ -92,6 +88,24 @@ impl Outbox {
                 tracing::warn!(event_type = %event.event_type, error = %status.message(), "hub event not sent");
                 0
             }
+        }
+    }
+
+    /// Sends `event` only to its MQTT topic, when that route carries its data type: for what
+    /// agents connected over gRPC learn by their resync instead.
+    pub fn send_to_mqtt(&self, event: &CloudEvent) {
+        if let Ok(event_type) = event.event_type.parse::<EventType>() {
+            self.publish_mqtt(event, &event_type);
+        }
+    }
+
+    fn publish_mqtt(&self, event: &CloudEvent, event_type: &EventType) {
+        if let Some(route) = self.0.mqtt.get()
+            && route.data_types.contains(&event_type.data_type)
+            && let Err(error) = route.client.try_publish(event)
+        {
+            // The agent gets what it missed at its next resync (every reconnect).
+            tracing::warn!(cluster = event.cluster_name().unwrap_or_default(), event_type = %event.event_type, %error, "hub event not sent over MQTT");
         }
     }
 }

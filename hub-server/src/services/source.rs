@@ -54,7 +54,13 @@ pub async fn publish_changes<K>(
             watcher::Event::Init => index.relist_started(),
             watcher::Event::InitApply(object) => {
                 index.relisted(&object);
-                send(kind, action_for(&object), &object, &outbox);
+                // Agents hear of what the first listing holds by their resync, answered once
+                // it is complete; sending it too repeated every object to every agent that
+                // reconnected to a restarted hub in its first seconds. Later relistings may
+                // hold changes missed while the watch was down, so they are sent.
+                if index.is_ready() {
+                    send(kind, action_for(&object), &object, &outbox);
+                }
             }
             watcher::Event::InitDone => index.relist_done(),
             watcher::Event::Apply(object) => {

@@ -67,6 +67,7 @@ pub fn start(
     cancel: CancellationToken,
 ) -> WorkService {
     let (works, writer) = reflector::store::<ManifestWork>();
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
     let statuses = StatusWriter::start(
         client.clone(),
         works.clone(),
@@ -79,10 +80,12 @@ pub fn start(
         writer,
         outbox.clone(),
         statuses.clone(),
+        listed_tx,
         cancel,
     ));
     WorkService {
         works,
+        listed,
         statuses,
         outbox,
         metrics,
@@ -94,6 +97,10 @@ pub fn start(
 #[derive(Clone)]
 pub struct WorkService {
     works: Store<ManifestWork>,
+    /// True once the first listing of works is in `works`. Not the store's own
+    /// `wait_until_ready`: that wakes only one of several waiters, and thousands of agents
+    /// resyncing at a hub's start wait together.
+    listed: tokio::sync::watch::Receiver<bool>,
     statuses: StatusWriter,
     outbox: Outbox,
     metrics: Arc<HubMetrics>,
@@ -112,8 +119,9 @@ impl std::fmt::Debug for WorkService {
 impl WorkService {
     /// The ManifestWorks, once they have been listed.
     async fn ready_works(&self) -> Result<&Store<ManifestWork>, Status> {
-        match tokio::time::timeout(self.ready_timeout, self.works.wait_until_ready()).await {
-            Ok(Ok(())) => Ok(&self.works),
+        let mut listed = self.listed.clone();
+        match tokio::time::timeout(self.ready_timeout, listed.wait_for(|listed| *listed)).await {
+            Ok(Ok(_)) => Ok(&self.works),
             _ => Err(Status::unavailable(
                 "the hub has not listed its ManifestWorks yet; retry",
             )),

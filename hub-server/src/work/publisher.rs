@@ -43,11 +43,19 @@ pub fn spec_change(before: Option<&ObjectMeta>, now: &ObjectMeta) -> Option<Even
 /// until `cancel`. Works that are gone are forgotten by `statuses` too. The watch restarts by
 /// itself after errors (kube-runtime's backoff); after a re-list, works that vanished meanwhile
 /// are announced as deleted.
+///
+/// The first listing goes to no gRPC agent: they learn of the works there are by their spec
+/// resync on (re)connecting, which is answered only once `listed` is true (set when the first
+/// listing is in `store`). Sending it to them too re-applied most works after a hub restart at
+/// 10,000 spokes, since agents reconnecting in the first seconds heard every work again at a
+/// generation they held. Agents on MQTT stay connected to their broker through a hub restart
+/// and do not resync, so the listing still goes to their topics, as OCM's hub sends it.
 pub async fn run(
     api: Api<ManifestWork>,
     store: Writer<ManifestWork>,
     outbox: Outbox,
     statuses: StatusWriter,
+    listed: tokio::sync::watch::Sender<bool>,
     cancel: CancellationToken,
 ) {
     let mut events = std::pin::pin!(
@@ -76,10 +84,16 @@ pub async fn run(
                 if let (Some(relisted), Some(uid)) = (relisted.as_mut(), &work.metadata.uid) {
                     relisted.insert(uid.clone());
                 }
-                changed(&mut seen, &work, &outbox);
+                let to = if *listed.borrow() {
+                    Delivery::Everyone
+                } else {
+                    Delivery::MqttOnly
+                };
+                changed(&mut seen, &work, &outbox, to);
             }
-            watcher::Event::Apply(work) => changed(&mut seen, &work, &outbox),
+            watcher::Event::Apply(work) => changed(&mut seen, &work, &outbox, Delivery::Everyone),
             watcher::Event::InitDone => {
+                listed.send_replace(true);
                 let Some(listed) = relisted.take() else {
                     continue;
                 };
@@ -105,14 +119,30 @@ pub async fn run(
     }
 }
 
-fn changed(seen: &mut Seen, work: &ManifestWork, outbox: &Outbox) {
+/// Who hears of a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Everyone,
+    /// Only agents on MQTT (see [`run`]).
+    MqttOnly,
+}
+
+fn changed(seen: &mut Seen, work: &ManifestWork, outbox: &Outbox, to: Delivery) {
     let Some(uid) = work.metadata.uid.clone() else {
         return;
     };
     let Some(action) = spec_change(seen.get(&uid), &work.metadata) else {
         return;
     };
-    send(work, action, outbox);
+    send(work, action, outbox, to);
+    remember(seen, work);
+}
+
+/// Keeps what agents now know of the work.
+fn remember(seen: &mut Seen, work: &ManifestWork) {
+    let Some(uid) = work.metadata.uid.clone() else {
+        return;
+    };
     seen.insert(
         uid,
         ObjectMeta {
@@ -134,10 +164,15 @@ fn removed(mut meta: ObjectMeta, outbox: &Outbox, statuses: &StatusWriter) {
         metadata: meta,
         ..ManifestWork::default()
     };
-    send(&gone, EventAction::DeleteRequest, outbox);
+    send(
+        &gone,
+        EventAction::DeleteRequest,
+        outbox,
+        Delivery::Everyone,
+    );
 }
 
-fn send(work: &ManifestWork, action: EventAction, outbox: &Outbox) {
+fn send(work: &ManifestWork, action: EventAction, outbox: &Outbox, to: Delivery) {
     let cluster = work.metadata.namespace.as_deref().unwrap_or_default();
     let name = work.metadata.name.as_deref().unwrap_or_default();
     match work::encode_spec(
@@ -148,7 +183,13 @@ fn send(work: &ManifestWork, action: EventAction, outbox: &Outbox) {
         jiff::Timestamp::now(),
     ) {
         Ok(event) => {
-            let delivered = outbox.send(&event);
+            let delivered = match to {
+                Delivery::Everyone => outbox.send(&event),
+                Delivery::MqttOnly => {
+                    outbox.send_to_mqtt(&event);
+                    0
+                }
+            };
             tracing::debug!(
                 cluster,
                 work = name,
