@@ -28,7 +28,9 @@
 //!   works the hub sent again at a generation already applied (redundant re-applies; target 0),
 //!   counted until 15 s after the last resync.
 //! - **S5 liveness**: `--kill-percent` of the spokes stop; until every one of their clusters is
-//!   no longer Available on the hub, against the configured grace (5 × `--lease`).
+//!   no longer Available on the hub, against the configured grace (5 × `--lease`). Then they
+//!   start again as the same agents, until all are Available again; then as many others freeze
+//!   (connected but silent, as a stopped process) until Unknown, and go on until Available.
 //!
 //! Everything shares the machine: apiserver, etcd, hub and the simulated spokes' TLS. Under
 //! `cargo test` (no `--bench` argument) it makes one small pass, so the suite keeps it working.
@@ -367,6 +369,35 @@ async fn quiet(clusters: &Clusters, limit: Duration) {
 /// One row of the report.
 type Row = (String, String);
 
+/// S5: how long past the grace a change of availability may take before the run fails.
+const WITHIN_GRACE: Duration = Duration::from_secs(120);
+/// S5: how long stopped spokes may take to be Available again once back.
+const BACK_WITHIN: Duration = Duration::from_secs(300);
+
+/// Waits until exactly `wanted` of `names` are Available; how long that took from `at`. Fails
+/// after `within`.
+async fn until_available(
+    clusters: &Clusters,
+    names: &[String],
+    wanted: usize,
+    at: Instant,
+    within: Duration,
+) -> anyhow::Result<Duration> {
+    loop {
+        let available = clusters.available_among(names);
+        if available == wanted {
+            return Ok(at.elapsed());
+        }
+        ensure!(
+            at.elapsed() < within,
+            "{available} of {} clusters Available after {:?}, waiting for {wanted}",
+            names.len(),
+            at.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The rows so far, on the terminal as each scenario ends (a long run that fails later keeps
 /// what it measured).
 fn report(rows: &[Row], shown: &mut usize) {
@@ -676,30 +707,18 @@ async fn run(
     }
 
     if options.scenarios.contains(&Scenario::Liveness) {
-        let killed: Vec<String> = (0..(n * options.kill_percent).div_ceil(100))
-            .map(cluster_name)
-            .collect();
+        let count = (n * options.kill_percent).div_ceil(100);
+        let killed: Vec<String> = (0..count).map(cluster_name).collect();
+        // Another set, frozen rather than killed (as large, when there are clusters enough).
+        let paused: Vec<String> = (count..(2 * count).min(n)).map(cluster_name).collect();
+        let grace = Duration::from_secs(
+            u64::try_from(options.lease_seconds).unwrap_or(0) * u64::from(GRACE_MULTIPLIER),
+        );
         let at = Instant::now();
         for name in &killed {
             spokes.kill(name);
         }
-        let grace = Duration::from_secs(
-            u64::try_from(options.lease_seconds).unwrap_or(0) * u64::from(GRACE_MULTIPLIER),
-        );
-        let deadline = at + grace + Duration::from_secs(120);
-        let last_unknown = loop {
-            let still = clusters.available_among(&killed);
-            if still == 0 {
-                break at.elapsed();
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "{still} of {} killed spokes' clusters still Available after {:?}",
-                killed.len(),
-                at.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let last_unknown = until_available(&clusters, &killed, 0, at, grace + WITHIN_GRACE).await?;
         let others = n - killed.len();
         rows.push((
             format!(
@@ -713,6 +732,40 @@ async fn run(
             "S5: the other clusters still Available".to_owned(),
             format!("{} of {others}", clusters.available()),
         ));
+        report(&rows, &mut shown);
+
+        let at = Instant::now();
+        for name in &killed {
+            spokes.restart(name);
+        }
+        let back = until_available(&clusters, &killed, killed.len(), at, BACK_WITHIN).await?;
+        rows.push((
+            "S5: the killed spokes restarted → all Available again".to_owned(),
+            secs(back),
+        ));
+        if !paused.is_empty() {
+            let at = Instant::now();
+            for name in &paused {
+                spokes.pause(name);
+            }
+            let frozen = until_available(&clusters, &paused, 0, at, grace + WITHIN_GRACE).await?;
+            rows.push((
+                format!(
+                    "S5: {} other spokes frozen (connected, silent) → all not Available",
+                    paused.len()
+                ),
+                secs(frozen),
+            ));
+            let at = Instant::now();
+            for name in &paused {
+                spokes.resume(name);
+            }
+            let thawed = until_available(&clusters, &paused, paused.len(), at, BACK_WITHIN).await?;
+            rows.push((
+                "S5: the frozen spokes resumed → all Available again".to_owned(),
+                secs(thawed),
+            ));
+        }
         report(&rows, &mut shown);
     }
 

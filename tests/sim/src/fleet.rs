@@ -197,9 +197,21 @@ pub struct Spokes {
     pub errors: Arc<Mutex<Vec<String>>>,
     /// Stops every spoke.
     pub cancel: CancellationToken,
-    /// Stops one spoke (a child of `cancel`), by cluster.
-    pub each: HashMap<String, CancellationToken>,
+    /// Each running spoke's controls, by cluster.
+    pub each: HashMap<String, SpokeControls>,
+    /// The identity each spoke was started with (`None`: it joined through bootstrap), so a
+    /// spoke stopped can start again as the same agent.
+    started_with: HashMap<String, Option<PemIdentity>>,
     pub started: usize,
+}
+
+/// One running spoke's controls.
+#[derive(Debug)]
+pub struct SpokeControls {
+    /// Stops it (a child of [`Spokes::cancel`]).
+    pub stop: CancellationToken,
+    /// Freezes it while true.
+    pub pause: tokio::sync::watch::Sender<bool>,
 }
 
 /// The cluster name of the `index`th spoke.
@@ -226,6 +238,7 @@ impl Spokes {
             errors: Arc::new(Mutex::new(Vec::new())),
             cancel: CancellationToken::new(),
             each: HashMap::new(),
+            started_with: HashMap::new(),
             started: 0,
         }
     }
@@ -242,15 +255,26 @@ impl Spokes {
             model: Arc::clone(&self.model),
             inbox_capacity: if self.works.is_some() { 64 } else { 16 },
             works: self.works.clone(),
+            paused: None,
         }
     }
 
     /// Starts the spoke of `cluster`: it joins through bootstrap unless given `identity`, then
     /// runs.
     pub fn start(&mut self, cluster: &str, identity: Option<PemIdentity>) {
-        let config = self.config(cluster);
+        let mut config = self.config(cluster);
+        let (pause, paused) = tokio::sync::watch::channel(false);
+        config.paused = Some(paused);
         let cancel = self.cancel.child_token();
-        self.each.insert(cluster.to_owned(), cancel.clone());
+        self.each.insert(
+            cluster.to_owned(),
+            SpokeControls {
+                stop: cancel.clone(),
+                pause,
+            },
+        );
+        self.started_with
+            .insert(cluster.to_owned(), identity.clone());
         let (counters, errors) = (Arc::clone(&self.counters), Arc::clone(&self.errors));
         tokio::spawn(async move {
             if let Err(err) = spoke::run(config, identity, counters, cancel).await {
@@ -267,8 +291,42 @@ impl Spokes {
     pub fn kill(&mut self, cluster: &str) -> bool {
         self.each
             .remove(cluster)
-            .inspect(CancellationToken::cancel)
+            .inspect(|spoke| spoke.stop.cancel())
             .is_some()
+    }
+
+    /// Freezes the spoke of `cluster` (as a stopped process: connected, silent); whether it is
+    /// running.
+    pub fn pause(&self, cluster: &str) -> bool {
+        self.each
+            .get(cluster)
+            .inspect(|spoke| {
+                spoke.pause.send_replace(true);
+            })
+            .is_some()
+    }
+
+    /// Lets a paused spoke go on; whether it is running.
+    pub fn resume(&self, cluster: &str) -> bool {
+        self.each
+            .get(cluster)
+            .inspect(|spoke| {
+                spoke.pause.send_replace(false);
+            })
+            .is_some()
+    }
+
+    /// Starts the spoke of `cluster` again as the same agent (stopping it first if it runs):
+    /// with the identity it had, or through bootstrap again if it joined that way; whether it
+    /// had been started before.
+    pub fn restart(&mut self, cluster: &str) -> bool {
+        let Some(identity) = self.started_with.get(cluster).cloned() else {
+            return false;
+        };
+        self.kill(cluster);
+        self.start(cluster, identity);
+        self.started -= 1;
+        true
     }
 
     /// Fails when any spoke has failed.

@@ -42,6 +42,10 @@ pub struct SpokeConfig {
     /// Also receive ManifestWorks, apply them to the in-memory cluster and report their status
     /// ([`SpokeWorks`]), counted here (which also says whether to churn their status).
     pub works: Option<Arc<WorkCounters>>,
+    /// While true the spoke is frozen, as a stopped agent process: its connection stays open
+    /// but it renews nothing and handles nothing (what arrives waits in its inbox, then in the
+    /// hub's queue for it). `None`: never paused.
+    pub paused: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// What all spokes of a run have done, counted together.
@@ -232,9 +236,28 @@ async fn run_inner(
     // As the agent: the first renewal check a second after connecting, then every period.
     let renewal = tokio::time::sleep(Duration::from_secs(1));
     tokio::pin!(renewal);
+    let mut paused = config.paused.clone();
     loop {
+        if let Some(paused) = paused.as_mut()
+            && *paused.borrow_and_update()
+        {
+            tokio::select! {
+                () = cancel.cancelled() => return Ok(()),
+                resumed = paused.wait_for(|paused| !*paused) => {
+                    if resumed.is_err() {
+                        return Ok(());
+                    }
+                }
+            }
+        }
         tokio::select! {
             () = cancel.cancelled() => return Ok(()),
+            Some(Ok(())) = async {
+                match paused.as_mut() {
+                    Some(paused) => Some(paused.changed().await),
+                    None => std::future::pending().await,
+                }
+            } => {}
             cue = inbox.resync.recv() => {
                 let Some(data_type) = cue else { return Ok(()) };
                 if !subscribed && data_type == DataType::managed_clusters() {
