@@ -29,6 +29,9 @@ fn cluster(name: &str) -> ManagedCluster {
     )
 }
 
+/// What a controller saw: (controller, cluster, it had managed fields, cache size at start).
+type Seen = (usize, String, bool, usize);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shared_cluster_cache_triggers_every_controller_and_keeps_no_managed_fields() {
     let hub = Cluster::start("shared-clusters").await.unwrap();
@@ -45,8 +48,7 @@ async fn shared_cluster_cache_triggers_every_controller_and_keeps_no_managed_fie
 
     let cancel = CancellationToken::new();
     let shared = SharedClusters::new();
-    // What each controller saw: (controller, cluster, it had managed fields, cache size at start).
-    let seen: Arc<Mutex<Vec<(usize, String, bool, usize)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let controllers = (0..3)
         .map(|controller| {
             let feed = shared.feed();

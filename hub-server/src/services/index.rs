@@ -99,7 +99,6 @@ impl<K: Resource<DynamicType = ()> + Clone> ClusterIndex<K> {
     }
 
     /// A listing starts (after a restart of the watch); until it is done the old picture stays.
-
     pub fn relist_started(&self) {
         self.write().relisting = Some(Vec::new());
     }
