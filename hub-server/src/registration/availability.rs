@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt as _;
 use jiff::Timestamp;
 use ocm_api::cluster::v1::{
     CONDITION_AVAILABLE, ManagedCluster, TAINT_UNAVAILABLE, TAINT_UNREACHABLE, Taint, TaintEffect,
@@ -117,6 +118,9 @@ pub fn desired_taints(cluster: &ManagedCluster, now: Timestamp) -> Option<Vec<Ta
     Some(taints)
 }
 
+/// How many clusters' availability writes may be in flight at once.
+const CONCURRENT_WRITES: usize = 16;
+
 /// Runs until `cancel`, checking every cluster in `store` every `config.check_every` against
 /// `liveness` (seeded by [`seed`]). Start it once `store` is ready (see
 /// [`super::clusters::SharedClusters::run`]); until then it checks no cluster.
@@ -136,9 +140,15 @@ pub async fn run(
             _ = tick.tick() => {}
         }
         let now = Timestamp::now();
-        for cluster in store.state() {
-            check(&clusters, &cluster, &liveness, config, now).await;
-        }
+        // Most checks write nothing; when many clusters go silent together, their writes go
+        // out side by side (one at a time, each waiting its turn behind a busy apiserver, the
+        // last of a thousand lost clusters was marked minutes late).
+        futures::stream::iter(store.state())
+            .for_each_concurrent(CONCURRENT_WRITES, |cluster| {
+                let (clusters, liveness) = (&clusters, &liveness);
+                async move { check(clusters, &cluster, liveness, config, now).await }
+            })
+            .await;
     }
 }
 
