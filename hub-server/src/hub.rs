@@ -97,25 +97,58 @@ pub enum HubError {
     Mqtt(String),
 }
 
-/// Runs the hub against `client`'s cluster until `cancel`, without the ManifestWork admission
+/// The hub's clients of its apiserver. The reviews that authenticate and authorize agents
+/// (TokenReviews, SubjectAccessReviews) go through their own, so that when ten thousand agents
+/// reconnect to a restarted hub their reviews queue behind each other and not in front of the
+/// hub's listings and writes: sharing one request limit, the listings a restarted hub needs
+/// before it answers any resync waited minutes behind tens of thousands of reviews.
+#[derive(Clone)]
+pub struct HubClients {
+    /// Listings, watches and writes: the controllers and the agents' requests.
+    pub main: Client,
+    /// Agents' TokenReviews and SubjectAccessReviews.
+    pub reviews: Client,
+}
+
+impl std::fmt::Debug for HubClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClients").finish_non_exhaustive()
+    }
+}
+
+impl From<Client> for HubClients {
+    /// One client for everything (tests, small hubs).
+    fn from(client: Client) -> Self {
+        Self {
+            main: client.clone(),
+            reviews: client,
+        }
+    }
+}
+
+/// Runs the hub against `clients`' cluster until `cancel`, without the ManifestWork admission
 /// webhook ([`run_with_webhook`]).
 pub async fn run(
-    client: Client,
+    clients: impl Into<HubClients>,
     config: HubConfig,
     cancel: CancellationToken,
 ) -> Result<(), HubError> {
-    run_with_webhook(client, config, None, cancel).await
+    run_with_webhook(clients, config, None, cancel).await
 }
 
 /// [`run`], also serving the ManifestWork admission webhook and registering it with the
 /// apiserver when `webhook` is given (`ocm-hub` always does): the hub is ready only once the
 /// webhook serves, and does not start if it cannot.
 pub async fn run_with_webhook(
-    client: Client,
+    clients: impl Into<HubClients>,
     config: HubConfig,
     webhook: Option<WebhookConfig>,
     cancel: CancellationToken,
 ) -> Result<(), HubError> {
+    let HubClients {
+        main: client,
+        reviews,
+    } = clients.into();
     let mut registry = Registry::default();
     let metrics = HubMetrics::register(&mut registry);
     let outbox = Outbox::new();
@@ -213,7 +246,7 @@ pub async fn run_with_webhook(
             .map_err(|e| HubError::Mqtt(e.to_string()))?;
     }
     let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
-        client.clone(),
+        reviews.clone(),
         config.access_cache_ttl,
     ));
     tokio::spawn(crate::rbac_changes::run(
@@ -225,7 +258,7 @@ pub async fn run_with_webhook(
         config.broker.clone(),
         handlers,
         Some(Arc::new(TokenReviewAuthenticator::new(
-            client.clone(),
+            reviews,
             config.auth_cache_ttl,
         ))),
         Arc::clone(&authorizer) as Arc<dyn ocm_transport::broker::Authorizer>,

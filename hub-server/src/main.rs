@@ -14,7 +14,7 @@ use clap::Parser;
 use ocm_api::kube::client::ClientBuilder;
 use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
 use ocm_api::kube::{Client, Config};
-use ocm_hub_server::hub::{self, HubConfig};
+use ocm_hub_server::hub::{self, HubClients, HubConfig};
 use ocm_hub_server::pki::PkiConfig;
 use ocm_hub_server::registration::availability::AvailabilityConfig;
 use ocm_hub_server::webhook::WebhookConfig;
@@ -104,6 +104,11 @@ struct Cli {
     /// line), which bounds the hub's connections to it.
     #[arg(long, default_value_t = 32)]
     kube_max_in_flight: usize,
+    /// The same for the TokenReviews and SubjectAccessReviews that authenticate and authorize
+    /// agents, which have their own connections and line: a fleet reconnecting at once then
+    /// does not hold up the hub's listings and writes.
+    #[arg(long, default_value_t = 32)]
+    kube_review_max_in_flight: usize,
     /// The most a ManifestWork's manifests may weigh together (bytes, or with Ki or Mi).
     #[arg(long, default_value = "500Ki", value_parser = size)]
     max_work_size: usize,
@@ -154,7 +159,11 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = client(cli.kubeconfig.as_deref(), cli.kube_max_in_flight).await?;
+    let kube = kube_config(cli.kubeconfig.as_deref()).await?;
+    let clients = HubClients {
+        main: client(kube.clone(), cli.kube_max_in_flight)?,
+        reviews: client(kube, cli.kube_review_max_in_flight)?,
+    };
     let mut webhook = WebhookConfig::new(cli.webhook_listen, cli.webhook_hosts);
     webhook.limits.max_manifests_size = cli.max_work_size;
     let mut pki = PkiConfig::new(cli.grpc_hosts);
@@ -204,19 +213,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
-    hub::run_with_webhook(client, config, Some(webhook), cancel).await?;
+    hub::run_with_webhook(clients, config, Some(webhook), cancel).await?;
     Ok(())
 }
 
-/// The hub's client of its apiserver, with at most `max_in_flight` requests waiting for an
-/// answer at once. kube's HTTP/1.1 pool opens a connection per concurrent request; unbounded,
-/// ten thousand agents resubscribing at once made thousands of connections until connecting
-/// failed. (A watch holds its slot only until its response starts.)
-async fn client(
-    kubeconfig: Option<&std::path::Path>,
-    max_in_flight: usize,
-) -> anyhow::Result<Client> {
-    let config = match kubeconfig {
+/// How to reach the hub's apiserver: `--kubeconfig`, else `KUBECONFIG` or in-cluster.
+async fn kube_config(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(match kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .with_context(|| format!("reading kubeconfig {}", path.display()))?;
@@ -225,7 +228,14 @@ async fn client(
         None => Config::infer()
             .await
             .context("no hub cluster: pass --kubeconfig, set KUBECONFIG, or run in a cluster")?,
-    };
+    })
+}
+
+/// A client of the hub's apiserver with at most `max_in_flight` requests waiting for an answer
+/// at once. kube's HTTP/1.1 pool opens a connection per concurrent request; unbounded, ten
+/// thousand agents resubscribing at once made thousands of connections until connecting
+/// failed. (A watch holds its slot only until its response starts.)
+fn client(config: Config, max_in_flight: usize) -> anyhow::Result<Client> {
     Ok(ClientBuilder::try_from(config)?
         .with_layer(&ConcurrencyLimitLayer::new(max_in_flight.max(1)))
         .build())

@@ -107,6 +107,24 @@ fn refused_by_webhook(status: &Status, code: u16, fields: &[&str]) {
     }
 }
 
+/// How many UPDATEs the apiserver has sent the work webhook, by its own metrics.
+async fn webhook_updates(client: &Client) -> u64 {
+    let request = hyper::Request::get("/metrics").body(Vec::new()).unwrap();
+    let metrics = client.request_text(request).await.unwrap();
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("apiserver_admission_webhook_request_total{")
+                && line.contains(&format!("name=\"{WEBHOOK_NAME}\""))
+                && line.contains("operation=\"UPDATE\"")
+        })
+        .map(|line| {
+            let value = line.rsplit(' ').next().unwrap();
+            value.parse::<f64>().unwrap() as u64
+        })
+        .sum()
+}
+
 /// Waits until the apiserver calls the webhook (it learns of a new configuration a moment
 /// after it is written): a dry run of an empty work is refused by it.
 async fn until_called(works: &Api<ManifestWork>) {
@@ -355,11 +373,28 @@ async fn invalid_works_are_refused_at_admission_with_the_field_named() {
             .len(),
         2
     );
+    // Updates that leave the spec alone (a label, a finalizer added and removed) are not sent
+    // to the webhook at all (its match condition); one that changes the spec is.
+    let before = webhook_updates(&client).await;
     let label = json!({"metadata": {"labels": {"team": "a"}}});
     works
         .patch("web", &PatchParams::default(), &Patch::Merge(&label))
         .await
         .unwrap();
+    for finalizers in [json!(["example.com/hold"]), json!(null)] {
+        let patch = json!({"metadata": {"finalizers": finalizers}});
+        works
+            .patch("web", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    assert_eq!(webhook_updates(&client).await, before);
+    let edit = json!({"spec": {"workload": {"manifests": [config_map("a", "3")]}}});
+    works
+        .patch("web", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    assert_eq!(webhook_updates(&client).await, before + 1);
 
     // A malformed AdmissionReview sent directly: a clear 400 (over TLS 1.2, which the
     // webhook speaks besides 1.3) ...
@@ -633,6 +668,22 @@ async fn the_hub_serves_the_webhook_and_an_executor_needs_execute_as() {
     let edit = json!({"spec": {"workload": {"manifests": [config_map("a", "2")]}}});
     works
         .patch("admins", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+
+    // A work near the 500 KiB limit can still be relabelled and given its finalizer: the
+    // webhook's match condition compares such specs within the apiserver's CEL budget.
+    let manifests = (0..300)
+        .map(|i| config_map(&format!("cm-{i}"), &"x".repeat(1500)))
+        .collect();
+    admin_works
+        .create(&PostParams::default(), &work("large", manifests))
+        .await
+        .unwrap();
+    let patch = json!({"metadata": {"labels": {"size": "large"},
+                                    "finalizers": ["example.com/hold"]}});
+    admin_works
+        .patch("large", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
 

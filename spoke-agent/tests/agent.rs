@@ -2,12 +2,14 @@
 //! bootstrap token and keeps its credential in a Secret on its cluster; once accepted it reports
 //! Joined and Available with the spoke's Kubernetes version and node capacity, and renews its
 //! lease; stopped, its cluster becomes Unknown after the grace; started again, it reuses the
-//! stored certificate (no new CSR) and the cluster is Available again.
+//! stored certificate (no new CSR) and the cluster is Available again. The hub reviews the
+//! agent's token and permissions through a client of their own.
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ocm_api::cluster::v1::{
@@ -16,13 +18,39 @@ use ocm_api::cluster::v1::{
 use ocm_api::cluster::v1alpha1::{ClusterClaim, ClusterClaimSpec};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use ocm_api::kube::Api;
 use ocm_api::kube::api::{ListParams, Patch, PatchParams, PostParams};
+use ocm_api::kube::client::{Body, ClientBuilder};
+use ocm_api::kube::{Api, Client};
+use ocm_hub_server::hub::HubClients;
 use ocm_spoke_agent::agent::{self, AgentConfig};
 use ocm_spoke_agent::credentials::{AGENT_NAMESPACE, CredentialStore, HUB_SECRET};
-use ocm_testenv::Cluster;
-use support::{BOOTSTRAP_USER, config, start_hub};
+use ocm_testenv::{Cluster, free_port};
+use support::{BOOTSTRAP_USER, config, start_hub_with_clients};
 use tokio_util::sync::CancellationToken;
+use tower::util::MapRequestLayer;
+
+type Paths = Arc<Mutex<Vec<String>>>;
+
+/// A client of `cluster` that notes the path of every request it sends in `paths`.
+fn recording_client(cluster: &Cluster, paths: &Paths) -> Client {
+    let paths = Arc::clone(paths);
+    let note = MapRequestLayer::new(move |request: http::Request<Body>| {
+        if let Ok(mut paths) = paths.lock() {
+            paths.push(request.uri().path().to_owned());
+        }
+        request
+    });
+    ClientBuilder::try_from(cluster.kube_config().clone())
+        .unwrap()
+        .with_layer(&note)
+        .build()
+}
+
+/// How many of `paths` end with `suffix`.
+fn requests_to(paths: &Paths, suffix: &str) -> usize {
+    let paths = paths.lock().unwrap();
+    paths.iter().filter(|p| p.ends_with(suffix)).count()
+}
 
 fn condition_of(cluster: &ManagedCluster, type_: &str) -> Option<ConditionStatus> {
     let conditions = cluster
@@ -55,7 +83,22 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
         spoke_cluster.client().unwrap(),
     );
     let cancel = CancellationToken::new();
-    let (port, ca, token) = start_hub(&hub_kube, vec![BOOTSTRAP_USER.into()], &cancel).await;
+    // The hub with its two clients, each noting the paths it requests.
+    let (main_paths, review_paths) = (Paths::default(), Paths::default());
+    let clients = HubClients {
+        main: recording_client(&hub_cluster, &main_paths),
+        reviews: recording_client(&hub_cluster, &review_paths),
+    };
+    let hub = start_hub_with_clients(
+        clients,
+        vec![BOOTSTRAP_USER.into()],
+        Duration::from_secs(3600),
+        free_port().unwrap(),
+        |_| {},
+        &cancel,
+    )
+    .await;
+    let (port, ca, token) = (hub.port, hub.ca, hub.token);
     let agent_config = AgentConfig {
         bootstrap: config(port, &ca, &token, Duration::from_secs(60)),
         credentials: CredentialStore::new(spoke.clone(), AGENT_NAMESPACE, HUB_SECRET),
@@ -194,6 +237,18 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
         (1, 1),
         "the restarted agent reused its certificate"
     );
+
+    // The bootstrap token and every subscription and publish were reviewed through the
+    // hub's review client, none through the one its listings and writes wait on.
+    for review in ["/tokenreviews", "/subjectaccessreviews"] {
+        assert!(requests_to(&review_paths, review) > 0, "no {review} sent");
+        assert_eq!(
+            requests_to(&main_paths, review),
+            0,
+            "{review} sent by the main client"
+        );
+    }
+    assert!(requests_to(&main_paths, "/managedclusters") > 0);
 
     running.cancel();
     agent.await.unwrap().unwrap();

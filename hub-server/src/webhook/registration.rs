@@ -1,10 +1,12 @@
 //! The ValidatingWebhookConfiguration that has the apiserver call the work webhook: ManifestWork
 //! CREATE and UPDATE (not the status subresource) sent to `https://<host>:<port>/validate-work`,
-//! trusted through the hub CA, failing closed as OCM's does.
+//! trusted through the hub CA, failing closed as OCM's does — except an UPDATE that leaves
+//! the spec as it was ([`SPEC_CHANGED`]), which the webhook would admit unread.
 
 use ocm_api::k8s_openapi::ByteString;
 use ocm_api::k8s_openapi::api::admissionregistration::v1::{
-    RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MatchCondition, RuleWithOperations, ValidatingWebhook, ValidatingWebhookConfiguration,
+    WebhookClientConfig,
 };
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::api::{Patch, PatchParams};
@@ -21,6 +23,13 @@ pub const DEFAULT_NAME: &str = "ocm-rs-work-validator";
 /// denied the request: …`).
 pub const WEBHOOK_NAME: &str = "manifestworkvalidators.admission.work.open-cluster-management.io";
 
+/// The match condition sending only CREATEs and spec-changing UPDATEs (CEL): labels,
+/// annotations and finalizers are no business of validation ([`super::review::judge`] admits
+/// such updates unread), and every work's first status adds the cleanup finalizer — skipping
+/// the call saves the apiserver an AdmissionReview round trip per work delivered.
+pub const SPEC_CHANGED: &str = "request.operation != 'UPDATE' || !has(object.spec) || \
+     !has(oldObject.spec) || object.spec != oldObject.spec";
+
 /// `https://<host>:<port>/validate-work` (an IPv6 address in brackets).
 pub fn url(host: &str, port: u16) -> String {
     if host.parse::<std::net::Ipv6Addr>().is_ok() {
@@ -31,7 +40,8 @@ pub fn url(host: &str, port: u16) -> String {
 }
 
 /// The configuration: one webhook at `url`, trusting `ca_pem`, for ManifestWork CREATE and
-/// UPDATE, `failurePolicy: Fail`, no side effects, AdmissionReview v1, `timeout_seconds`.
+/// UPDATE changing the spec ([`SPEC_CHANGED`]), `failurePolicy: Fail`, no side effects,
+/// AdmissionReview v1, `timeout_seconds`.
 pub fn configuration(
     name: &str,
     url: &str,
@@ -57,6 +67,10 @@ pub fn configuration(
                 operations: strings(&["CREATE", "UPDATE"]),
                 resources: strings(&[WORK_RESOURCE]),
                 scope: Some("Namespaced".to_owned()),
+            }]),
+            match_conditions: Some(vec![MatchCondition {
+                name: "spec-changed".to_owned(),
+                expression: SPEC_CHANGED.to_owned(),
             }]),
             failure_policy: Some("Fail".to_owned()),
             match_policy: Some("Equivalent".to_owned()),
@@ -121,6 +135,10 @@ mod tests {
             serde_json::json!([{"apiGroups": ["work.open-cluster-management.io"],
                 "apiVersions": ["*"], "operations": ["CREATE", "UPDATE"],
                 "resources": ["manifestworks"], "scope": "Namespaced"}])
+        );
+        assert_eq!(
+            webhook["matchConditions"],
+            serde_json::json!([{"name": "spec-changed", "expression": SPEC_CHANGED}])
         );
         assert_eq!(webhook["failurePolicy"], "Fail");
         assert_eq!(webhook["sideEffects"], "None");

@@ -11,7 +11,7 @@ use ocm_api::k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSp
 use ocm_api::k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use ocm_api::kube::api::PostParams;
 use ocm_api::kube::{Api, Client};
-use ocm_hub_server::hub::{self, HubConfig};
+use ocm_hub_server::hub::{self, HubClients, HubConfig};
 use ocm_hub_server::pki::PkiConfig;
 use ocm_hub_server::registration::availability::AvailabilityConfig;
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
@@ -81,6 +81,20 @@ pub(crate) async fn start_hub_with(
     adjust: impl FnOnce(&mut HubConfig),
     cancel: &CancellationToken,
 ) -> RunningHub {
+    let clients = HubClients::from(kube.clone());
+    start_hub_with_clients(clients, auto_approved, validity, grpc_port, adjust, cancel).await
+}
+
+/// [`start_hub_with`] on `clients` (its main client also sets the hub up for the test).
+pub(crate) async fn start_hub_with_clients(
+    clients: HubClients,
+    auto_approved: Vec<String>,
+    validity: Duration,
+    grpc_port: u16,
+    adjust: impl FnOnce(&mut HubConfig),
+    cancel: &CancellationToken,
+) -> RunningHub {
+    let kube = &clients.main.clone();
     let accounts: Api<ServiceAccount> = Api::namespaced(kube.clone(), "open-cluster-management");
     let health_port = free_port().unwrap();
     let mut config = HubConfig {
@@ -104,7 +118,7 @@ pub(crate) async fn start_hub_with(
         work_mqtt: None,
     };
     adjust(&mut config);
-    let task = tokio::spawn(hub::run(kube.clone(), config, cancel.clone()));
+    let task = tokio::spawn(hub::run(clients, config, cancel.clone()));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while accounts
         .get_opt("agent-registration-bootstrap")

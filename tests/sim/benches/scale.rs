@@ -556,6 +556,8 @@ async fn run(
 
     if options.scenarios.contains(&Scenario::FanOut) {
         let api_of = |cluster: &str| Api::<ManifestWork>::namespaced(kube.clone(), cluster);
+        let metrics_before = Metrics::scrape(kube, METRICS).await?;
+        let cpu_before = CpuReading::take(&pids(hub))?;
         let started = Instant::now();
         let created: Vec<anyhow::Result<()>> = futures::stream::iter(0..n)
             .map(|i| {
@@ -590,6 +592,8 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let all_applied = started.elapsed();
+        let cpu_after = CpuReading::take(&pids(hub))?;
+        let metrics_after = Metrics::scrape(kube, METRICS).await?;
         let times = works.times_to_applied();
         rows.push((
             format!("**S2 fan-out**: {n} works, per work create → Applied, p50 / p99"),
@@ -602,6 +606,29 @@ async fn run(
         rows.push((
             "S2: all created (requests returned) / all Applied".to_owned(),
             format!("{} / {}", secs(all_created), secs(all_applied)),
+        ));
+        let writes = |m: &Metrics| {
+            m.grouped(
+                "apiserver_request_total",
+                measure::is_stored_write,
+                request_key,
+            )
+        };
+        let writes = measure::growth(&writes(&metrics_before), &writes(&metrics_after));
+        let webhook_calls =
+            |m: &Metrics| m.sum("apiserver_admission_webhook_request_total", |_| true);
+        rows.push((
+            "S2: apiserver writes / webhook calls, per work".to_owned(),
+            format!(
+                "{:.2} / {:.2} ({})",
+                writes.values().sum::<f64>() / n as f64,
+                (webhook_calls(&metrics_after) - webhook_calls(&metrics_before)) / n as f64,
+                measure::per_item(&writes, n, 4)
+            ),
+        ));
+        rows.push((
+            "S2: CPU until all Applied, % of a core".to_owned(),
+            cpu_row(&cpu_after.since(&cpu_before)),
         ));
         report(&rows, &mut shown);
         tokio::time::sleep(Duration::from_secs(5)).await;

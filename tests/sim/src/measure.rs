@@ -293,9 +293,39 @@ pub fn top(groups: &BTreeMap<String, f64>, seconds: f64, n: usize) -> String {
         .join(", ")
 }
 
+/// The `n` largest groups each divided by `items`: `verb resource 1.00, …` (requests per item).
+pub fn per_item(groups: &BTreeMap<String, f64>, items: usize, n: usize) -> String {
+    let mut sorted: Vec<(&String, &f64)> = groups.iter().collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(a.1));
+    sorted
+        .into_iter()
+        .take(n)
+        .map(|(key, count)| format!("{key} {:.2}", count / items.max(1) as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn per_item_lists_the_largest_groups_divided_by_the_items() {
+        let groups: BTreeMap<String, f64> = [
+            ("POST manifestworks".to_owned(), 1000.0),
+            ("PATCH manifestworks/status".to_owned(), 1500.0),
+            ("PATCH leases".to_owned(), 10.0),
+        ]
+        .into();
+        assert_eq!(
+            per_item(&groups, 1000, 2),
+            "PATCH manifestworks/status 1.50, POST manifestworks 1.00"
+        );
+        assert_eq!(
+            per_item(&groups, 0, 1),
+            "PATCH manifestworks/status 1500.00"
+        );
+    }
 
     #[test]
     fn parses_counters_with_labels_and_sums_them_by_group() {
