@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ocm_api::k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
@@ -18,6 +18,8 @@ use ocm_api::kube::api::PostParams;
 use ocm_api::kube::{Api, Client};
 use ocm_transport::access::AccessRequest;
 use ocm_transport::broker::{Authorizer, Identity, TokenAuthenticator};
+
+use crate::rbac_index::RbacIndex;
 
 /// Entries a decision cache holds before it drops expired ones (and, if still full, all).
 const CACHE_LIMIT: usize = 100_000;
@@ -265,6 +267,38 @@ impl Authorizer for SubjectAccessReviewAuthorizer {
             self.cache.put_for(key, allowed, DENIAL_TTL);
         }
         Ok(allowed)
+    }
+}
+
+/// Publish and Subscribe allowed from the hub's own [`RbacIndex`] when it allows them, and
+/// otherwise checked with a SubjectAccessReview: RBAC only grants, and the apiserver may run
+/// other authorizers, so only the index's allow is final. At ten thousand agents reconnecting
+/// at once this is the difference between no request to the apiserver and 76,000 reviews.
+#[derive(Debug)]
+pub struct RbacAuthorizer {
+    index: RbacIndex,
+    reviews: Arc<SubjectAccessReviewAuthorizer>,
+}
+
+impl RbacAuthorizer {
+    pub fn new(index: RbacIndex, reviews: Arc<SubjectAccessReviewAuthorizer>) -> Self {
+        Self { index, reviews }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorizer for RbacAuthorizer {
+    async fn authorize(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
+        if self.index.allows(who, request) {
+            return Ok(true);
+        }
+        tracing::debug!(
+            user = %who.user, verb = request.verb, resource = %request.resource,
+            subresource = request.subresource.unwrap_or(""), namespace = %request.namespace,
+            name = request.name.as_deref().unwrap_or(""), ready = self.index.is_ready(),
+            "not allowed by the hub's RBAC index; asking the apiserver"
+        );
+        self.reviews.authorize(who, request).await
     }
 }
 

@@ -25,10 +25,11 @@ use ocm_transport::tls::{self, PemIdentity, ReloadableIdentity};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
+use crate::auth::{RbacAuthorizer, SubjectAccessReviewAuthorizer, TokenReviewAuthenticator};
 use crate::csr_controller::{self, Signer, SignerConfig};
 use crate::metrics::{Counted, HubMetrics};
 use crate::pki::{self, PkiConfig};
+use crate::rbac_index::RbacIndex;
 use crate::registration::availability::{self, AvailabilityConfig};
 use crate::registration::clusters::SharedClusters;
 use crate::registration::{acceptance, liveness::Liveness};
@@ -249,11 +250,15 @@ pub async fn run_with_webhook(
         reviews.clone(),
         config.access_cache_ttl,
     ));
+    let rbac = RbacIndex::default();
     tokio::spawn(crate::rbac_changes::run(
         client.clone(),
         Arc::clone(&authorizer),
+        rbac.clone(),
         cancel.clone(),
     ));
+    let agents_authorizer: Arc<dyn ocm_transport::broker::Authorizer> =
+        Arc::new(RbacAuthorizer::new(rbac, Arc::clone(&authorizer)));
     let broker = Broker::new(
         config.broker.clone(),
         handlers,
@@ -261,7 +266,7 @@ pub async fn run_with_webhook(
             reviews,
             config.auth_cache_ttl,
         ))),
-        Arc::clone(&authorizer) as Arc<dyn ocm_transport::broker::Authorizer>,
+        Arc::clone(&agents_authorizer),
     );
     outbox.connect(broker.clone());
 
@@ -293,7 +298,7 @@ pub async fn run_with_webhook(
     let signer = Signer::new(
         client.clone(),
         hub_pki.issuer()?,
-        Arc::clone(&authorizer) as Arc<dyn ocm_transport::broker::Authorizer>,
+        Arc::clone(&agents_authorizer),
         SignerConfig {
             validity: config.client_cert_validity,
             auto_approved_users: config.auto_approved_users.clone(),

@@ -17,6 +17,7 @@ pub mod hub;
 pub mod metrics;
 pub mod pki;
 pub mod rbac_changes;
+pub mod rbac_index;
 pub mod registration;
 pub mod services;
 pub mod slim;

@@ -7,12 +7,14 @@
 //! about; a ClusterRole or ClusterRoleBinding carrying the cluster label is that cluster's; any
 //! other cluster-scoped change (an aggregated role, a hand-made binding) may grant anyone, so it
 //! drops everything. A restarted watch may have missed changes, so its listing does too.
+//!
+//! The same watches feed the hub's [`RbacIndex`], which allows agents' requests without asking
+//! the apiserver.
 
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt as _};
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
-use ocm_api::kube::core::PartialObjectMeta;
 use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
 use ocm_api::kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -20,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::SubjectAccessReviewAuthorizer;
 use crate::csr::CLUSTER_NAME_LABEL;
+use crate::rbac_index::{RbacChange, RbacIndex, RbacKind};
 
 /// Which cached decisions an RBAC change makes stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +36,13 @@ pub enum Stale {
 }
 
 /// What `event` (of a namespaced kind or not) makes stale.
-pub fn stale<K: Resource>(event: &watcher::Event<PartialObjectMeta<K>>, namespaced: bool) -> Stale {
+pub fn stale<K: Resource>(event: &watcher::Event<K>, namespaced: bool) -> Stale {
     let object = match event {
         watcher::Event::Init | watcher::Event::InitApply(_) => return Stale::Nothing,
         watcher::Event::InitDone => return Stale::Everything,
         watcher::Event::Apply(object) | watcher::Event::Delete(object) => object,
     };
-    let meta = &object.metadata;
+    let meta = object.meta();
     if namespaced {
         return meta
             .namespace
@@ -52,37 +55,75 @@ pub fn stale<K: Resource>(event: &watcher::Event<PartialObjectMeta<K>>, namespac
     }
 }
 
-/// Watches Roles, RoleBindings, ClusterRoles and ClusterRoleBindings (metadata only) until
-/// `cancel`, dropping what each change makes stale from `authorizer`'s cache.
+/// Watches Roles, RoleBindings, ClusterRoles and ClusterRoleBindings until `cancel`, keeping
+/// `index` up to date and dropping what each change makes stale from `authorizer`'s cache.
 pub async fn run(
     client: Client,
     authorizer: Arc<SubjectAccessReviewAuthorizer>,
+    index: RbacIndex,
     cancel: CancellationToken,
 ) {
     let changes = futures::stream::select_all([
-        changes(Api::<PartialObjectMeta<Role>>::all(client.clone()), true),
         changes(
-            Api::<PartialObjectMeta<RoleBinding>>::all(client.clone()),
+            Api::<Role>::all(client.clone()),
             true,
+            RbacKind::Role,
+            |o, deleted| {
+                if deleted {
+                    RbacChange::RoleDeleted(o)
+                } else {
+                    RbacChange::Role(o)
+                }
+            },
         ),
         changes(
-            Api::<PartialObjectMeta<ClusterRole>>::all(client.clone()),
-            false,
+            Api::<RoleBinding>::all(client.clone()),
+            true,
+            RbacKind::RoleBinding,
+            |o, deleted| {
+                if deleted {
+                    RbacChange::RoleBindingDeleted(o)
+                } else {
+                    RbacChange::RoleBinding(o)
+                }
+            },
         ),
         changes(
-            Api::<PartialObjectMeta<ClusterRoleBinding>>::all(client),
+            Api::<ClusterRole>::all(client.clone()),
             false,
+            RbacKind::ClusterRole,
+            |o, deleted| {
+                if deleted {
+                    RbacChange::ClusterRoleDeleted(o)
+                } else {
+                    RbacChange::ClusterRole(o)
+                }
+            },
+        ),
+        changes(
+            Api::<ClusterRoleBinding>::all(client),
+            false,
+            RbacKind::ClusterRoleBinding,
+            |o, deleted| {
+                if deleted {
+                    RbacChange::ClusterRoleBindingDeleted(o)
+                } else {
+                    RbacChange::ClusterRoleBinding(o)
+                }
+            },
         ),
     ]);
     let mut changes = std::pin::pin!(changes);
     loop {
-        let stale = tokio::select! {
+        let (stale, change) = tokio::select! {
             () = cancel.cancelled() => return,
             next = changes.next() => match next {
-                Some(stale) => stale,
+                Some(next) => next,
                 None => return,
             },
         };
+        // The index first: a decision the cache no longer holds is made from it.
+        index.apply(change);
         match stale {
             Stale::Nothing => {}
             Stale::Namespace(namespace) => authorizer.forget_namespace(&namespace),
@@ -95,28 +136,43 @@ pub async fn run(
     }
 }
 
+/// One kind's watch as what each event makes stale and the change it makes to the index
+/// (`change` makes the index's change of an object, deleted or not).
 fn changes<K>(
-    api: Api<PartialObjectMeta<K>>,
+    api: Api<K>,
     namespaced: bool,
-) -> std::pin::Pin<Box<dyn Stream<Item = Stale> + Send>>
+    kind: RbacKind,
+    change: fn(K, bool) -> RbacChange,
+) -> std::pin::Pin<Box<dyn Stream<Item = (Stale, RbacChange)> + Send>>
 where
     K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
-    let kind = K::kind(&K::DynamicType::default()).into_owned();
+    let name = K::kind(&K::DynamicType::default()).into_owned();
     Box::pin(
         watcher(api, watcher::Config::default())
             .default_backoff()
             .filter_map(move |event| {
-                let stale = match event {
-                    Ok(event) => Some(stale(&event, namespaced)),
+                let next = match event {
+                    Ok(event) => {
+                        let stale = stale(&event, namespaced);
+                        let change = match event {
+                            watcher::Event::Init => RbacChange::Relisting(kind),
+                            watcher::Event::InitDone => RbacChange::Listed(kind),
+                            watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
+                                change(object, false)
+                            }
+                            watcher::Event::Delete(object) => change(object, true),
+                        };
+                        Some((stale, change))
+                    }
                     Err(err) => {
                         // The watcher resumes (or relists, which drops everything) by itself.
-                        tracing::warn!(%kind, %err, "RBAC watch failed; retrying");
+                        tracing::warn!(kind = %name, %err, "RBAC watch failed; retrying");
                         None
                     }
                 };
-                std::future::ready(stale)
+                std::future::ready(next)
             }),
     )
 }
@@ -126,6 +182,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    use ocm_api::kube::core::PartialObjectMeta;
 
     use super::*;
 

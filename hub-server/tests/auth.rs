@@ -278,6 +278,7 @@ async fn long_cached_grants_are_dropped_when_a_role_binding_or_cluster_role_bind
     tokio::spawn(ocm_hub_server::rbac_changes::run(
         client.clone(),
         std::sync::Arc::clone(&authorizer),
+        ocm_hub_server::rbac_index::RbacIndex::default(),
         cancel.clone(),
     ));
     let rule = PolicyRule {
@@ -387,6 +388,173 @@ async fn long_cached_grants_are_dropped_when_a_role_binding_or_cluster_role_bind
         false,
     )
     .await;
+    cancel.cancel();
+    cluster.stop();
+}
+
+/// Every request an agent's Publish and Subscribe map to, about `cluster` and in its
+/// namespace, and some about another cluster or with a name.
+fn agent_requests(cluster: &str, other: &str) -> Vec<AccessRequest> {
+    let mut requests = Vec::new();
+    let kinds: [(&str, &str, Option<&'static str>, bool); 8] = [
+        (
+            "cluster.open-cluster-management.io",
+            "managedclusters",
+            None,
+            false,
+        ),
+        (
+            "cluster.open-cluster-management.io",
+            "managedclusters",
+            Some("status"),
+            false,
+        ),
+        (
+            "certificates.k8s.io",
+            "certificatesigningrequests",
+            None,
+            false,
+        ),
+        ("coordination.k8s.io", "leases", None, true),
+        ("", "events", None, true),
+        ("events.k8s.io", "events", None, true),
+        (
+            "work.open-cluster-management.io",
+            "manifestworks",
+            None,
+            true,
+        ),
+        (
+            "work.open-cluster-management.io",
+            "manifestworks",
+            Some("status"),
+            true,
+        ),
+    ];
+    for (group, resource, subresource, namespaced) in kinds {
+        for verb in [
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ] {
+            for namespace in [cluster, other] {
+                for name in [None, Some(cluster), Some(other)] {
+                    requests.push(AccessRequest {
+                        verb,
+                        group: group.into(),
+                        resource: resource.into(),
+                        subresource,
+                        namespace: if namespaced {
+                            namespace.into()
+                        } else {
+                            String::new()
+                        },
+                        name: name.map(str::to_owned),
+                    });
+                }
+            }
+        }
+    }
+    requests
+}
+
+#[tokio::test]
+async fn the_hubs_rbac_index_allows_what_the_apiserver_allows_for_ocms_grants() {
+    use ocm_hub_server::rbac_index::RbacIndex;
+    use ocm_hub_server::registration::rbac;
+
+    let cluster = Cluster::start("authz-index").await.unwrap();
+    let client = cluster.client().unwrap();
+    // OCM's grants: c1 accepted, c2 not (its ClusterRole lets it read its cluster only).
+    let cluster_roles: Api<ClusterRole> = Api::all(client.clone());
+    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
+    for role in [rbac::shared_registration_role(), rbac::shared_work_role()] {
+        cluster_roles
+            .create(&PostParams::default(), &role)
+            .await
+            .unwrap();
+    }
+    for (name, accepted) in [("c1", true), ("c2", false)] {
+        namespace(&client, name).await;
+        cluster_roles
+            .create(&PostParams::default(), &rbac::cluster_role(name, accepted))
+            .await
+            .unwrap();
+        cluster_bindings
+            .create(&PostParams::default(), &rbac::cluster_role_binding(name))
+            .await
+            .unwrap();
+        if accepted {
+            let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), name);
+            for binding in [
+                rbac::registration_role_binding(name),
+                rbac::work_role_binding(name),
+            ] {
+                bindings
+                    .create(&PostParams::default(), &binding)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let reviews = std::sync::Arc::new(SubjectAccessReviewAuthorizer::new(
+        client.clone(),
+        Duration::ZERO,
+    ));
+    let index = RbacIndex::default();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(ocm_hub_server::rbac_changes::run(
+        client.clone(),
+        std::sync::Arc::clone(&reviews),
+        index.clone(),
+        cancel.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !index.is_ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the index never listed RBAC"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Request by request, the index and the apiserver agree (RBAC reaches the apiserver's
+    // authorizer through its informers: the first disagreement is retried for a while).
+    let mut allowed = 0;
+    for (who, other) in [("c1", "c2"), ("c2", "c1")] {
+        for request in agent_requests(who, other) {
+            let local = index.allows(&agent(who), &request);
+            until(&reviews, &agent(who), &request, local).await;
+            allowed += usize::from(local);
+        }
+    }
+    assert!(
+        allowed > 50,
+        "only {allowed} requests allowed: not OCM's grants"
+    );
+
+    // A binding deleted: the index stops allowing at once, as the apiserver does.
+    let status = AccessRequest {
+        verb: "update",
+        group: "cluster.open-cluster-management.io".into(),
+        resource: "managedclusters".into(),
+        subresource: Some("status"),
+        namespace: String::new(),
+        name: Some("c1".into()),
+    };
+    assert!(index.allows(&agent("c1"), &status));
+    cluster_bindings
+        .delete(&rbac::cluster_role_name("c1"), &DeleteParams::default())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while index.allows(&agent("c1"), &status) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the deletion never reached the index"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    until(&reviews, &agent("c1"), &status, false).await;
+
     cancel.cancel();
     cluster.stop();
 }

@@ -61,7 +61,10 @@ use ocm_sim::works::WorkCounters;
 use ocm_testenv::Cluster;
 use ocm_transport::grpc_config::GrpcClientConfig;
 
-const METRICS: &[&str] = &["apiserver_request_total"];
+const METRICS: &[&str] = &[
+    "apiserver_request_total",
+    "apiserver_admission_webhook_request_total",
+];
 /// The hub's counter of its broker's bytes on the wire.
 const WIRE_BYTES: &str = "ocm_hub_broker_bytes_total";
 /// OCM's default: a cluster is Unknown after this many lease durations without a renewal.
@@ -700,6 +703,7 @@ async fn run(
     if options.scenarios.contains(&Scenario::Restart) {
         let redundant_before = changes.redundant.load(Ordering::Relaxed);
         let resyncs_before = changes.resyncs.load(Ordering::Relaxed);
+        let metrics_before = Metrics::scrape(kube, METRICS).await?;
         let at = Instant::now();
         hub.restart(Duration::from_secs(10), Duration::from_secs(120))
             .await?;
@@ -719,6 +723,7 @@ async fn run(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let resynced = at.elapsed();
+        let metrics_after = Metrics::scrape(kube, METRICS).await?;
         tokio::time::sleep(Duration::from_secs(15)).await;
         let redundant = changes.redundant.load(Ordering::Relaxed) - redundant_before;
         rows.push((
@@ -728,6 +733,18 @@ async fn run(
         rows.push((
             "S4: redundant re-applies (target 0)".to_owned(),
             format!("**{redundant}**"),
+        ));
+        // Every request the apiserver answered until the last resync (reads and reviews too):
+        // what the restarted hub and its reconnecting agents cost it.
+        let requests = |m: &Metrics| m.grouped("apiserver_request_total", |_| true, request_key);
+        let requests = measure::growth(&requests(&metrics_before), &requests(&metrics_after));
+        rows.push((
+            "S4: apiserver requests until every spoke resynced, per spoke".to_owned(),
+            format!(
+                "{:.2} ({})",
+                requests.values().sum::<f64>() / n as f64,
+                measure::per_item(&requests, n, 6)
+            ),
         ));
         report(&rows, &mut shown);
         quiet(&clusters, Duration::from_secs(300)).await;

@@ -283,24 +283,27 @@ pub fn storage_key(sample: &Sample) -> String {
 
 /// The largest `n` groups as `key rate/s` items.
 pub fn top(groups: &BTreeMap<String, f64>, seconds: f64, n: usize) -> String {
-    let mut sorted: Vec<(&String, &f64)> = groups.iter().collect();
-    sorted.sort_by(|a, b| b.1.total_cmp(a.1));
-    sorted
-        .into_iter()
-        .take(n)
-        .map(|(key, count)| format!("{key} {:.1}/s", count / seconds))
-        .collect::<Vec<_>>()
-        .join(", ")
+    largest(groups, n, |key, count| {
+        format!("{key} {:.1}/s", count / seconds)
+    })
 }
 
 /// The `n` largest groups each divided by `items`: `verb resource 1.00, …` (requests per item).
 pub fn per_item(groups: &BTreeMap<String, f64>, items: usize, n: usize) -> String {
+    let items = items.max(1) as f64;
+    largest(groups, n, |key, count| {
+        format!("{key} {:.2}", count / items)
+    })
+}
+
+/// The `n` largest groups, each shown by `show`, joined with commas.
+fn largest(groups: &BTreeMap<String, f64>, n: usize, show: impl Fn(&str, f64) -> String) -> String {
     let mut sorted: Vec<(&String, &f64)> = groups.iter().collect();
     sorted.sort_by(|a, b| b.1.total_cmp(a.1));
     sorted
         .into_iter()
         .take(n)
-        .map(|(key, count)| format!("{key} {:.2}", count / items.max(1) as f64))
+        .map(|(key, count)| show(key, *count))
         .collect::<Vec<_>>()
         .join(", ")
 }
