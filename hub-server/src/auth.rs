@@ -270,10 +270,15 @@ impl Authorizer for SubjectAccessReviewAuthorizer {
     }
 }
 
+/// How long a request waits for the RBAC index's first listing before it is asked of the
+/// apiserver instead.
+const INDEX_WAIT: Duration = Duration::from_secs(30);
+
 /// Publish and Subscribe allowed from the hub's own [`RbacIndex`] when it allows them, and
 /// otherwise checked with a SubjectAccessReview: RBAC only grants, and the apiserver may run
-/// other authorizers, so only the index's allow is final. At ten thousand agents reconnecting
-/// at once this is the difference between no request to the apiserver and 76,000 reviews.
+/// other authorizers, so only the index's allow is final. Requests arriving before the index
+/// has listed wait for it (at most [`INDEX_WAIT`]). At ten thousand agents reconnecting at once
+/// this is the difference between no request to the apiserver and 80,000 reviews.
 #[derive(Debug)]
 pub struct RbacAuthorizer {
     index: RbacIndex,
@@ -289,6 +294,9 @@ impl RbacAuthorizer {
 #[tonic::async_trait]
 impl Authorizer for RbacAuthorizer {
     async fn authorize(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
+        if !self.index.is_ready() {
+            self.index.until_ready(INDEX_WAIT).await;
+        }
         if self.index.allows(who, request) {
             return Ok(true);
         }

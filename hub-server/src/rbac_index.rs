@@ -203,9 +203,20 @@ pub enum RbacChange {
 }
 
 /// The RBAC index; clones share it.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RbacIndex {
     inner: Arc<RwLock<State>>,
+    /// True once every kind has been listed; requests arriving before wait for it.
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Default for RbacIndex {
+    fn default() -> Self {
+        Self {
+            inner: Arc::default(),
+            ready: Arc::new(tokio::sync::watch::Sender::new(false)),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -234,8 +245,26 @@ impl RbacIndex {
 
     /// Applies one change.
     pub fn apply(&self, change: RbacChange) {
-        let mut state = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        state.apply(change);
+        let ready = {
+            let mut state = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            state.apply(change);
+            state.listed.len() == 4
+        };
+        self.ready.send_if_modified(|was| {
+            let changed = *was != ready;
+            *was = ready;
+            changed
+        });
+    }
+
+    /// Waits until every kind has been listed, at most `timeout`; whether it has. A restarted
+    /// hub's agents reconnect at once: asking the apiserver about each of them meanwhile (a
+    /// review per request) slowed the very listings they waited for.
+    pub async fn until_ready(&self, timeout: std::time::Duration) -> bool {
+        let mut ready = self.ready.subscribe();
+        tokio::time::timeout(timeout, ready.wait_for(|ready| *ready))
+            .await
+            .is_ok_and(|listed| listed.is_ok())
     }
 
     /// Whether RBAC allows `who` the `request` (false also while not every kind is listed).
@@ -643,6 +672,20 @@ mod tests {
                 None
             )
         ));
+    }
+
+    #[tokio::test]
+    async fn requests_wait_for_the_listing_only_as_long_as_allowed() {
+        let index = RbacIndex::default();
+        let short = std::time::Duration::from_millis(20);
+        assert!(!index.until_ready(short).await);
+        let waiting = tokio::spawn({
+            let index = index.clone();
+            async move { index.until_ready(std::time::Duration::from_secs(10)).await }
+        });
+        listed(&index);
+        assert!(waiting.await.unwrap());
+        assert!(index.until_ready(short).await);
     }
 
     #[test]
