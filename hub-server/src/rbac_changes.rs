@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::SubjectAccessReviewAuthorizer;
 use crate::csr::CLUSTER_NAME_LABEL;
-use crate::rbac_index::{RbacChange, RbacIndex, RbacKind};
+use crate::rbac_index::{RbacChange, RbacIndex, RbacObject};
 
 /// Which cached decisions an RBAC change makes stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,54 +64,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let changes = futures::stream::select_all([
-        changes(
-            Api::<Role>::all(client.clone()),
-            true,
-            RbacKind::Role,
-            |o, deleted| {
-                if deleted {
-                    RbacChange::RoleDeleted(o)
-                } else {
-                    RbacChange::Role(o)
-                }
-            },
-        ),
-        changes(
-            Api::<RoleBinding>::all(client.clone()),
-            true,
-            RbacKind::RoleBinding,
-            |o, deleted| {
-                if deleted {
-                    RbacChange::RoleBindingDeleted(o)
-                } else {
-                    RbacChange::RoleBinding(o)
-                }
-            },
-        ),
-        changes(
-            Api::<ClusterRole>::all(client.clone()),
-            false,
-            RbacKind::ClusterRole,
-            |o, deleted| {
-                if deleted {
-                    RbacChange::ClusterRoleDeleted(o)
-                } else {
-                    RbacChange::ClusterRole(o)
-                }
-            },
-        ),
-        changes(
-            Api::<ClusterRoleBinding>::all(client),
-            false,
-            RbacKind::ClusterRoleBinding,
-            |o, deleted| {
-                if deleted {
-                    RbacChange::ClusterRoleBindingDeleted(o)
-                } else {
-                    RbacChange::ClusterRoleBinding(o)
-                }
-            },
-        ),
+        changes(Api::<Role>::all(client.clone()), true),
+        changes(Api::<RoleBinding>::all(client.clone()), true),
+        changes(Api::<ClusterRole>::all(client.clone()), false),
+        changes(Api::<ClusterRoleBinding>::all(client), false),
     ]);
     let mut changes = std::pin::pin!(changes);
     loop {
@@ -136,16 +92,13 @@ pub async fn run(
     }
 }
 
-/// One kind's watch as what each event makes stale and the change it makes to the index
-/// (`change` makes the index's change of an object, deleted or not).
+/// One kind's watch as what each event makes stale and the change it makes to the index.
 fn changes<K>(
     api: Api<K>,
     namespaced: bool,
-    kind: RbacKind,
-    change: fn(K, bool) -> RbacChange,
 ) -> std::pin::Pin<Box<dyn Stream<Item = (Stale, RbacChange)> + Send>>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K: RbacObject + Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
     let name = K::kind(&K::DynamicType::default()).into_owned();
@@ -157,12 +110,12 @@ where
                     Ok(event) => {
                         let stale = stale(&event, namespaced);
                         let change = match event {
-                            watcher::Event::Init => RbacChange::Relisting(kind),
-                            watcher::Event::InitDone => RbacChange::Listed(kind),
+                            watcher::Event::Init => RbacChange::Relisting(K::KIND),
+                            watcher::Event::InitDone => RbacChange::Listed(K::KIND),
                             watcher::Event::InitApply(object) | watcher::Event::Apply(object) => {
-                                change(object, false)
+                                object.change(false)
                             }
-                            watcher::Event::Delete(object) => change(object, true),
+                            watcher::Event::Delete(object) => object.change(true),
                         };
                         Some((stale, change))
                     }

@@ -202,6 +202,33 @@ pub enum RbacChange {
     Listed(RbacKind),
 }
 
+/// An RBAC object the index is made of, as the change it makes.
+pub trait RbacObject: Sized {
+    const KIND: RbacKind;
+    /// The change this object makes, applied (listed, created, changed) or deleted.
+    fn change(self, deleted: bool) -> RbacChange;
+}
+
+macro_rules! rbac_object {
+    ($type:ident, $deleted:ident) => {
+        impl RbacObject for $type {
+            const KIND: RbacKind = RbacKind::$type;
+            fn change(self, deleted: bool) -> RbacChange {
+                if deleted {
+                    RbacChange::$deleted(self)
+                } else {
+                    RbacChange::$type(self)
+                }
+            }
+        }
+    };
+}
+
+rbac_object!(Role, RoleDeleted);
+rbac_object!(RoleBinding, RoleBindingDeleted);
+rbac_object!(ClusterRole, ClusterRoleDeleted);
+rbac_object!(ClusterRoleBinding, ClusterRoleBindingDeleted);
+
 /// The RBAC index; clones share it.
 #[derive(Debug, Clone)]
 pub struct RbacIndex {
