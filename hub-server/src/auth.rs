@@ -294,9 +294,7 @@ impl RbacAuthorizer {
 #[tonic::async_trait]
 impl Authorizer for RbacAuthorizer {
     async fn authorize(&self, who: &Identity, request: &AccessRequest) -> Result<bool, String> {
-        if !self.index.is_ready() {
-            self.index.until_ready(INDEX_WAIT).await;
-        }
+        self.index.until_ready(INDEX_WAIT).await;
         if self.index.allows(who, request) {
             return Ok(true);
         }

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::SubjectAccessReviewAuthorizer;
 use crate::csr::CLUSTER_NAME_LABEL;
-use crate::rbac_index::{RbacChange, RbacIndex, RbacObject};
+use crate::rbac_index::{RbacChange, RbacIndex, RbacKind, RbacObject};
 
 /// Which cached decisions an RBAC change makes stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +64,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let changes = futures::stream::select_all([
-        changes(Api::<Role>::all(client.clone()), true),
-        changes(Api::<RoleBinding>::all(client.clone()), true),
-        changes(Api::<ClusterRole>::all(client.clone()), false),
-        changes(Api::<ClusterRoleBinding>::all(client), false),
+        changes(Api::<Role>::all(client.clone())),
+        changes(Api::<RoleBinding>::all(client.clone())),
+        changes(Api::<ClusterRole>::all(client.clone())),
+        changes(Api::<ClusterRoleBinding>::all(client)),
     ]);
     let mut changes = std::pin::pin!(changes);
     loop {
@@ -93,15 +93,13 @@ pub async fn run(
 }
 
 /// One kind's watch as what each event makes stale and the change it makes to the index.
-fn changes<K>(
-    api: Api<K>,
-    namespaced: bool,
-) -> std::pin::Pin<Box<dyn Stream<Item = (Stale, RbacChange)> + Send>>
+fn changes<K>(api: Api<K>) -> std::pin::Pin<Box<dyn Stream<Item = (Stale, RbacChange)> + Send>>
 where
     K: RbacObject + Resource + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
     K::DynamicType: Default,
 {
     let name = K::kind(&K::DynamicType::default()).into_owned();
+    let namespaced = matches!(K::KIND, RbacKind::Role | RbacKind::RoleBinding);
     Box::pin(
         watcher(api, watcher::Config::default())
             .default_backoff()

@@ -58,17 +58,19 @@ impl Rule {
                     .is_some_and(|name| self.resource_names.contains(name)))
     }
 
+    /// `*`, the resource (`resource/subresource` for a subresource) or `*/subresource`,
+    /// compared without building the combined name on this per-request path.
     fn resource_matches(&self, request: &AccessRequest) -> bool {
-        let combined = match request.subresource {
-            Some(sub) if !sub.is_empty() => format!("{}/{sub}", request.resource),
-            _ => request.resource.clone(),
-        };
+        let subresource = request.subresource.filter(|sub| !sub.is_empty());
         self.resources.iter().any(|resource| {
             resource == "*"
-                || *resource == combined
-                || request
-                    .subresource
-                    .is_some_and(|sub| !sub.is_empty() && resource.strip_prefix("*/") == Some(sub))
+                || match subresource {
+                    None => *resource == request.resource,
+                    Some(sub) => {
+                        resource.strip_prefix("*/") == Some(sub)
+                            || resource.split_once('/') == Some((request.resource.as_str(), sub))
+                    }
+                }
         })
     }
 }
@@ -267,7 +269,7 @@ fn name_of(
 impl RbacIndex {
     /// Whether every kind has been listed, so that decisions can be made.
     pub fn is_ready(&self) -> bool {
-        self.read().listed.len() == 4
+        *self.ready.borrow()
     }
 
     /// Applies one change.
