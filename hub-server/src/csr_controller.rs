@@ -73,11 +73,12 @@ impl Signer {
 pub async fn run(signer: Arc<Signer>, cancel: CancellationToken) {
     let api: Api<CertificateSigningRequest> = Api::all(signer.client.clone());
     let watched = watcher::Config::default().fields(&format!("spec.signerName={SIGNER_NAME}"));
-    // The controller's own cache, kept without managed fields: every agent's CSR stays in it.
+    // The controller's own cache: every agent's CSR stays in it (until the apiserver's cleaner
+    // deletes it an hour after issue), so it keeps what `plan` reads and no more.
     let (store, writer) = reflector::store();
     let csrs = watcher(api, watched)
         .default_backoff()
-        .modify(crate::slim::drop_managed_fields)
+        .modify(slim)
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(csrs, store)
@@ -89,6 +90,16 @@ pub async fn run(signer: Arc<Signer>, cancel: CancellationToken) {
             }
         })
         .await;
+}
+
+/// What the signer keeps of a CSR: no managed fields, and once it is issued (so `plan` says
+/// Done whatever else it holds) not its request or certificate either, which are most of it.
+fn slim(csr: &mut CertificateSigningRequest) {
+    crate::slim::drop_managed_fields(csr);
+    if let Some(certificate) = csr.status.as_mut().and_then(|s| s.certificate.as_mut()) {
+        certificate.0 = Vec::new();
+        csr.spec.request.0 = Vec::new();
+    }
 }
 
 /// What to do with a CSR, from the CSR alone.
@@ -320,6 +331,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 mod tests {
     use std::collections::BTreeMap;
 
+    use ocm_api::k8s_openapi::ByteString;
     use ocm_api::k8s_openapi::api::certificates::v1::{
         CertificateSigningRequestSpec, CertificateSigningRequestStatus,
     };
@@ -341,6 +353,29 @@ mod tests {
             },
             status: None,
         }
+    }
+
+    #[test]
+    fn an_issued_csr_is_cached_without_its_request_and_certificate_and_stays_done() {
+        let mut issued = csr("agent", None);
+        issued.spec.request.0 = b"-----BEGIN CERTIFICATE REQUEST-----".to_vec();
+        issued.status = Some(CertificateSigningRequestStatus {
+            certificate: Some(ByteString(b"-----BEGIN CERTIFICATE-----".to_vec())),
+            ..CertificateSigningRequestStatus::default()
+        });
+        slim(&mut issued);
+        assert!(issued.spec.request.0.is_empty());
+        assert_eq!(
+            issued.status.as_ref().and_then(|s| s.certificate.clone()),
+            Some(ByteString(Vec::new()))
+        );
+        assert_eq!(plan(&issued, None), Plan::Done);
+
+        // A CSR not issued yet keeps its request: the signer still has to read it.
+        let mut pending = csr("agent", None);
+        pending.spec.request.0 = b"-----BEGIN CERTIFICATE REQUEST-----".to_vec();
+        slim(&mut pending);
+        assert!(!pending.spec.request.0.is_empty());
     }
 
     #[test]

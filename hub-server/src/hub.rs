@@ -306,12 +306,11 @@ pub async fn run_with_webhook(
         },
     );
     tokio::spawn(csr_controller::run(Arc::new(signer), cancel.clone()));
-    tokio::spawn(crate::registration::clustersets::run(
-        client.clone(),
-        cancel.clone(),
-    ));
-    // Acceptance, cleanup and availability share one ManagedCluster watch and cache.
-    let shared_clusters = SharedClusters::new();
+    // Acceptance, cleanup, availability and cluster sets share one ManagedCluster watch and
+    // cache.
+    let mut shared_clusters = SharedClusters::new();
+    let cluster_sets_changed = Arc::new(tokio::sync::Notify::new());
+    shared_clusters.notify_changes(Arc::clone(&cluster_sets_changed));
     let (accepting, cleaning, checking) = (
         shared_clusters.feed(),
         shared_clusters.feed(),
@@ -339,6 +338,13 @@ pub async fn run_with_webhook(
             checking,
             liveness,
             config.availability,
+            cancel.clone(),
+        )
+        .boxed(),
+        crate::registration::clustersets::run(
+            client.clone(),
+            shared_clusters.store(),
+            cluster_sets_changed,
             cancel.clone(),
         )
         .boxed(),

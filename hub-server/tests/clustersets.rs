@@ -6,7 +6,10 @@
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures::FutureExt as _;
 
 use ocm_api::cluster::v1::{ManagedCluster, ManagedClusterSpec};
 use ocm_api::cluster::v1beta2::{
@@ -21,10 +24,12 @@ use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{
 use ocm_api::kube::api::{DeleteParams, GetParams, Patch, PatchParams, PostParams};
 use ocm_api::kube::core::Request;
 use ocm_api::kube::{Api, Client};
+use ocm_hub_server::registration::clusters::SharedClusters;
 use ocm_hub_server::registration::clustersets::{
     self, AUTO_UPDATE_ANNOTATION, DEFAULT_SET, GLOBAL_SET,
 };
 use ocm_testenv::Cluster;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
@@ -143,7 +148,14 @@ async fn cluster_sets_built_ins_membership_and_bindings() {
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let controller = tokio::spawn(clustersets::run(kube.clone(), cancel.clone()));
+    // As the hub runs it: on the registration controllers' shared ManagedCluster cache, woken
+    // by its changes.
+    let mut shared = SharedClusters::new();
+    let changed = Arc::new(Notify::new());
+    shared.notify_changes(Arc::clone(&changed));
+    let sets_controller = clustersets::run(kube.clone(), shared.store(), changed, cancel.clone());
+    let controller =
+        tokio::spawn(shared.run(kube.clone(), cancel.clone(), vec![sets_controller.boxed()]));
     let sets: Api<ManagedClusterSet> = Api::all(kube.clone());
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     let bindings: Api<ManagedClusterSetBinding> = Api::namespaced(kube.clone(), "default");
@@ -335,6 +347,14 @@ async fn cluster_sets_built_ins_membership_and_bindings() {
         1,
         "only qa's status was written"
     );
+
+    // A deleted cluster leaves its sets at once, not at the next resync (minutes away).
+    clusters
+        .delete("cluster2", &DeleteParams::default())
+        .await
+        .unwrap();
+    until_selected(&sets, "by-env", 0).await;
+    until_selected(&sets, DEFAULT_SET, 0).await;
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(10), controller)

@@ -1,11 +1,12 @@
 //! One watch of ManagedClusters for the registration controllers that act on whole clusters
-//! (acceptance, cleanup, availability): one cache instead of one each, kept without managed
-//! fields.
+//! (acceptance, cleanup, availability, cluster sets): one cache instead of one each, kept
+//! without managed fields.
 //!
 //! Each controller cached every ManagedCluster in full before, managed fields included, and
 //! those caches were the largest part of the hub's memory per cluster (about 17 KiB each at
 //! 1,000 clusters, measured with heaptrack; the managed fields were 14.5 KiB of it). Sharing
-//! the watch also takes three watches off the apiserver.
+//! the watch also takes three watches off the apiserver. The cluster-set controller, which
+//! recomputes from the whole cache, joined later and saves another copy of every cluster.
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use ocm_api::cluster::v1::ManagedCluster;
 use ocm_api::kube::runtime::reflector::{self, Store, store::Writer};
 use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
 use ocm_api::kube::{Api, Client};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::slim::drop_managed_fields;
@@ -30,6 +32,8 @@ const SUBSCRIBER_BUFFER: usize = 1_024;
 pub struct SharedClusters {
     store: Store<ManagedCluster>,
     writer: Writer<ManagedCluster>,
+    /// Woken on every change, deletions included (see [`SharedClusters::notify_changes`]).
+    on_change: Vec<Arc<Notify>>,
 }
 
 impl Default for SharedClusters {
@@ -41,7 +45,18 @@ impl Default for SharedClusters {
 impl SharedClusters {
     pub fn new() -> Self {
         let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
-        Self { store, writer }
+        Self {
+            store,
+            writer,
+            on_change: Vec::new(),
+        }
+    }
+
+    /// Wakes `changed` (one permit, so a wake between two waits is not lost) on every change
+    /// the watch sees, deletions included: for a controller that recomputes from the whole
+    /// cache rather than acting on one cluster, such as the cluster sets'.
+    pub fn notify_changes(&mut self, changed: Arc<Notify>) {
+        self.on_change.push(changed);
     }
 
     /// The cache: every ManagedCluster, without managed fields.
@@ -88,14 +103,17 @@ impl SharedClusters {
             }
         });
         let clusters: Api<ManagedCluster> = Api::all(client);
+        let on_change = self.on_change;
         let watch = watcher(clusters, watcher::Config::default())
             .default_backoff()
             .modify(drop_managed_fields)
             .reflect_shared(self.writer)
-            .for_each(|event| async move {
-                if let Err(err) = event {
-                    tracing::debug!(%err, "ManagedCluster watch interrupted");
+            .for_each(move |event| {
+                match event {
+                    Ok(_) => on_change.iter().for_each(|changed| changed.notify_one()),
+                    Err(err) => tracing::debug!(%err, "ManagedCluster watch interrupted"),
                 }
+                async {}
             });
         tokio::select! {
             () = cancel.cancelled() => {}

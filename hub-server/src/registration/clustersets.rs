@@ -10,8 +10,9 @@
 //! - every ManagedClusterSet's `ClusterSetEmpty` condition says how many clusters it selects;
 //! - every ManagedClusterSetBinding's `Bound` condition says whether its set exists.
 //!
-//! One task watches ManagedClusters, ManagedClusterSets and ManagedClusterSetBindings into
-//! reflector stores; any change wakes it, and [`plan`] (pure) compares the whole picture with
+//! One task watches ManagedClusterSets and ManagedClusterSetBindings into reflector stores and
+//! reads ManagedClusters from the registration controllers' shared cache
+//! ([`super::clusters::SharedClusters`]); any change wakes it, and [`plan`] (pure) compares the whole picture with
 //! what the objects say and returns only the writes that change something. Writes are guarded
 //! by the resourceVersion they were computed from, so a concurrent edit is never overwritten;
 //! a conflict is settled by the next round, which the newer object's watch event starts.
@@ -357,19 +358,22 @@ pub fn plan(
     plan
 }
 
-/// Runs the controller until `cancel`.
-pub async fn run(client: Client, cancel: CancellationToken) {
-    let changed = Arc::new(Notify::new());
-    let (clusters, watching_clusters) =
-        reflect(Api::<ManagedCluster>::all(client.clone()), &changed);
+/// Runs the controller until `cancel`. `clusters` is the shared ManagedCluster cache, listed
+/// already (the controller is one of those [`super::clusters::SharedClusters::run`] starts), and
+/// `changed` is woken on each of its changes ([`super::clusters::SharedClusters::notify_changes`]).
+pub async fn run(
+    client: Client,
+    clusters: Store<ManagedCluster>,
+    changed: Arc<Notify>,
+    cancel: CancellationToken,
+) {
     let (sets, watching_sets) = reflect(Api::<ManagedClusterSet>::all(client.clone()), &changed);
     let (bindings, watching_bindings) = reflect(
         Api::<ManagedClusterSetBinding>::all(client.clone()),
         &changed,
     );
-    let _watches = AbortOnDrop(vec![watching_clusters, watching_sets, watching_bindings]);
+    let _watches = AbortOnDrop(vec![watching_sets, watching_bindings]);
     let ready = async {
-        clusters.wait_until_ready().await?;
         sets.wait_until_ready().await?;
         bindings.wait_until_ready().await
     };

@@ -26,6 +26,11 @@ pub const DIR_ENV: &str = "OCM_TESTENV_DIR";
 /// are kept even after a clean stop.
 pub const KEEP_ENV: &str = "OCM_TESTENV_KEEP";
 
+/// With `OCM_TESTENV_PROFILING=1` the apiserver serves `/debug/pprof` (off by default: it is
+/// for finding where a benchmark's apiserver CPU goes, e.g.
+/// `kubectl get --raw '/debug/pprof/profile?seconds=20'`).
+pub const PROFILING_ENV: &str = "OCM_TESTENV_PROFILING";
+
 /// Annotation kwok selects the nodes it simulates by.
 pub const KWOK_NODE_ANNOTATION: (&str, &str) = ("kwok.x-k8s.io/node", "fake");
 
@@ -314,7 +319,10 @@ impl Cluster {
             Layout::arg("service-account-signing-key-file", &layout.pki("sa.key")),
             "--service-cluster-ip-range=10.0.0.0/24".to_owned(),
             "--allow-privileged=true".to_owned(),
-            "--profiling=false".to_owned(),
+            format!(
+                "--profiling={}",
+                std::env::var(PROFILING_ENV).is_ok_and(|v| v == "1")
+            ),
             // The `kubernetes` Service cannot point at a loopback address (the apiserver would
             // log a validation error every few seconds), and nothing in the cluster dials it:
             // kwok's pods never run code.

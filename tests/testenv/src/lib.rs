@@ -29,7 +29,7 @@ mod ports;
 mod process;
 pub mod relay;
 
-pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATION};
+pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATION, PROFILING_ENV};
 pub use error::TestEnvError;
 pub use mosquitto::Mosquitto;
 pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};
