@@ -297,6 +297,59 @@ async fn publish_reaches_the_handler_of_its_data_type_as_the_authenticated_agent
     );
 }
 
+/// h2 here is patched to release a connection's buffers whenever they empty
+/// (`third_party/h2/PATCHES.md`): events many frames long, in both directions, each after the
+/// connection went idle, and interleaved with small ones, must arrive whole and in order.
+#[tokio::test]
+async fn events_larger_than_the_connection_buffers_cross_an_idle_connection_whole() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let mut client =
+        CloudEventServiceClient::new(channel(&hub, Some(&hub.pki.agent("cluster1"))).await);
+    let mut stream = client
+        .subscribe(subscription("cluster1"))
+        .await
+        .unwrap()
+        .into_inner();
+    // Not a repeating pattern, so a misplaced chunk cannot go unnoticed.
+    let payload = |size: usize, seed: u8| -> Vec<u8> {
+        (0..size)
+            .map(|i| b'a' + ((i / 7 + usize::from(seed)) % 26) as u8)
+            .collect()
+    };
+    let mut sent = Vec::new();
+    for (round, size) in [(1_u8, 1 << 20), (2, 40 << 10), (3, 17), (4, 3 << 20)] {
+        // Idle long enough for every buffer on both ends to have been flushed and released.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let up = work_event(WORK_STATUS, Some("cluster1"), &payload(size, round));
+        publish(&mut client, &up).await.unwrap();
+        sent.push(up);
+        let down = work_event(WORK_SPEC, Some("cluster1"), &payload(size, round + 100));
+        assert_eq!(hub.broker.send(&down).unwrap(), 1);
+        let received = tokio::time::timeout(Duration::from_secs(10), stream.message())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            grpc_binding::decode(received).unwrap(),
+            down,
+            "round {round}: {size} bytes to the agent"
+        );
+    }
+    let recorded: Vec<CloudEvent> = hub
+        .recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, event)| event.clone())
+        .collect();
+    assert_eq!(
+        recorded, sent,
+        "every event from the agent, whole and in order"
+    );
+}
+
 #[tokio::test]
 async fn an_agent_may_neither_publish_nor_subscribe_for_another_cluster() {
     let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
