@@ -109,6 +109,10 @@ pub struct HubClients {
     pub main: Client,
     /// Agents' TokenReviews and SubjectAccessReviews.
     pub reviews: Client,
+    /// Availability's condition writes: rare, and each one late is a lost cluster still shown
+    /// Available, so they do not queue behind bulk work such as the grants acceptance
+    /// re-applies to every cluster after a restart.
+    pub availability: Client,
 }
 
 impl std::fmt::Debug for HubClients {
@@ -122,7 +126,8 @@ impl From<Client> for HubClients {
     fn from(client: Client) -> Self {
         Self {
             main: client.clone(),
-            reviews: client,
+            reviews: client.clone(),
+            availability: client,
         }
     }
 }
@@ -149,6 +154,7 @@ pub async fn run_with_webhook(
     let HubClients {
         main: client,
         reviews,
+        availability: availability_client,
     } = clients.into();
     let mut registry = Registry::default();
     let metrics = HubMetrics::register(&mut registry);
@@ -194,7 +200,7 @@ pub async fn run_with_webhook(
     }
 
     let liveness = Arc::new(Liveness::new());
-    availability::seed(&client, &liveness).await;
+    availability::seed(&client, &liveness, config.lease_write_interval).await;
     let cluster_index = ClusterIndex::new(RegistrationKind::ManagedCluster);
     let csr_index = ClusterIndex::new(RegistrationKind::CertificateSigningRequest);
     let lease_index = ClusterIndex::new(RegistrationKind::Lease);
@@ -334,7 +340,7 @@ pub async fn run_with_webhook(
         .boxed(),
         crate::registration::cleanup::run(client.clone(), cleaning, cancel.clone()).boxed(),
         availability::run(
-            client.clone(),
+            availability_client,
             checking,
             liveness,
             config.availability,

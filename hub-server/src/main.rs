@@ -16,7 +16,7 @@ use ocm_api::kube::config::{KubeConfigOptions, Kubeconfig};
 use ocm_api::kube::{Client, Config};
 use ocm_hub_server::hub::{self, HubClients, HubConfig};
 use ocm_hub_server::pki::PkiConfig;
-use ocm_hub_server::registration::availability::AvailabilityConfig;
+use ocm_hub_server::registration::availability::{self, AvailabilityConfig};
 use ocm_hub_server::webhook::WebhookConfig;
 use ocm_transport::broker::BrokerConfig;
 use ocm_transport::grpc_config::parse_go_duration;
@@ -162,7 +162,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let kube = kube_config(cli.kubeconfig.as_deref()).await?;
     let clients = HubClients {
         main: client(kube.clone(), cli.kube_max_in_flight)?,
-        reviews: client(kube, cli.kube_review_max_in_flight)?,
+        reviews: client(kube.clone(), cli.kube_review_max_in_flight)?,
+        availability: client(kube, availability::CONCURRENT_WRITES)?,
     };
     let mut webhook = WebhookConfig::new(cli.webhook_listen, cli.webhook_hosts);
     webhook.limits.max_manifests_size = cli.max_work_size;

@@ -88,6 +88,7 @@ async fn the_agent_joins_reports_renews_and_comes_back_with_its_stored_certifica
     let clients = HubClients {
         main: recording_client(&hub_cluster, &main_paths),
         reviews: recording_client(&hub_cluster, &review_paths),
+        availability: recording_client(&hub_cluster, &main_paths),
     };
     let hub = start_hub_with_clients(
         clients,

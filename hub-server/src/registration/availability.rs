@@ -118,8 +118,9 @@ pub fn desired_taints(cluster: &ManagedCluster, now: Timestamp) -> Option<Vec<Ta
     Some(taints)
 }
 
-/// How many clusters' availability writes may be in flight at once.
-const CONCURRENT_WRITES: usize = 16;
+/// How many clusters' availability writes may be in flight at once (also the request budget of
+/// `ocm-hub`'s client for them).
+pub const CONCURRENT_WRITES: usize = 16;
 
 /// Runs until `cancel`, checking every cluster in `store` every `config.check_every` against
 /// `liveness` (seeded by [`seed`]). Start it once `store` is ready (see
@@ -203,7 +204,12 @@ async fn check(
 /// connect: a renewal the hub hears of first marks its Lease as never written, so the Lease is
 /// written at once, and ten thousand agents reconnecting to a restarted hub would all write
 /// theirs in one burst (which held the hub's other apiserver requests up for minutes).
-pub async fn seed(client: &Client, liveness: &Liveness) {
+///
+/// `write_interval` is how often the hub writes a Lease (renewals in between are kept in
+/// memory), so a stored renew time may be that much older than the cluster's last renewal: see
+/// [`renewed_at_least`].
+pub async fn seed(client: &Client, liveness: &Liveness, write_interval: Duration) {
+    let now = Timestamp::now();
     let leases: Api<Lease> = Api::all(client.clone());
     match leases
         .list(&ListParams::default().labels(CLUSTER_NAME_LABEL))
@@ -223,12 +229,28 @@ pub async fn seed(client: &Client, liveness: &Liveness) {
                     .and_then(|s| s.renew_time.or(s.acquire_time))
                     .map(|t| t.0);
                 if let Some(renewed) = renewed {
-                    liveness.seed(&cluster, renewed);
+                    liveness.seed(&cluster, renewed_at_least(renewed, write_interval, now));
                 }
             }
         }
         Err(err) => tracing::warn!(%err, "cannot read Leases to seed liveness"),
     }
+}
+
+/// When a cluster whose stored Lease says `stored` last renewed at the latest, for a hub
+/// starting at `now` that writes Leases every `write_interval`: a cluster still renewing when
+/// the previous hub stopped had its Lease written at most `write_interval` before, so it is
+/// taken to have renewed then (never later than `now`). Taking `stored` as it is would mark
+/// live clusters Unknown after a restart whenever the interval is longer than the grace (as
+/// with 10 s leases: a 50 s grace against the default 60 s interval), and they would flap back
+/// to Available at their next renewal. A cluster that died just before the restart is marked
+/// at most `write_interval` late.
+pub fn renewed_at_least(stored: Timestamp, write_interval: Duration, now: Timestamp) -> Timestamp {
+    let interval = jiff::SignedDuration::try_from(write_interval).unwrap_or_default();
+    stored
+        .checked_add(interval)
+        .map_or(now, |latest| latest.min(now))
+        .max(stored)
 }
 
 #[cfg(test)]
@@ -279,6 +301,23 @@ mod tests {
             ..ManagedClusterStatus::default()
         });
         cluster
+    }
+
+    #[test]
+    fn a_restarted_hub_takes_a_stored_lease_as_up_to_one_write_interval_stale() {
+        let interval = Duration::from_secs(60);
+        // Written 55 s before the restart: the cluster may have renewed until the restart.
+        assert_eq!(renewed_at_least(at(1_000), interval, at(1_055)), at(1_055));
+        // Written long ago: it renewed at most one interval after the stored time.
+        assert_eq!(renewed_at_least(at(1_000), interval, at(5_000)), at(1_060));
+        // So a cluster on 10 s leases (grace 50 s) is not lost at once after a restart when
+        // its Lease was written 55 s before, and is lost one interval late if it was dead.
+        let lease = Duration::from_secs(10);
+        let seeded = renewed_at_least(at(1_000), interval, at(1_055));
+        assert!(!lease_expired(Some(seeded), at(1_056), lease, 5));
+        assert!(lease_expired(Some(seeded), at(1_105), lease, 5));
+        // A renew time in the future (clock skew) is kept as it is.
+        assert_eq!(renewed_at_least(at(2_000), interval, at(1_000)), at(2_000));
     }
 
     #[test]
