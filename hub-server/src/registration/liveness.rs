@@ -48,6 +48,12 @@ impl Liveness {
             .is_none_or(|written| now.duration_since(written).unsigned_abs() >= interval)
     }
 
+    /// Whether the hub has written the cluster's Lease object, or read it at start.
+    pub fn written_before(&self, cluster: &str) -> bool {
+        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        clusters.get(cluster).is_some_and(|e| e.written.is_some())
+    }
+
     /// Records that the Lease object was written at `now`.
     pub fn wrote(&self, cluster: &str, now: Timestamp) {
         let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
@@ -122,7 +128,9 @@ mod tests {
         let every = Duration::from_secs(60);
         liveness.renewed("c1", at(100));
         assert!(liveness.write_due("c1", at(100), every), "never written");
+        assert!(!liveness.written_before("c1"));
         liveness.wrote("c1", at(100));
+        assert!(liveness.written_before("c1"));
         liveness.renewed("c1", at(110));
         assert!(!liveness.write_due("c1", at(110), every));
         assert!(!liveness.write_due("c1", at(159), every));
@@ -142,6 +150,9 @@ mod tests {
         );
         liveness.forget("c1");
         assert_eq!(liveness.last_renewed("c1"), None);
+        // A Lease read at start counts as written: its refreshes need not check it exists.
+        liveness.seed("c2", at(10));
+        assert!(liveness.written_before("c2"));
     }
 
     #[test]

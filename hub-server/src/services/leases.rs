@@ -75,10 +75,28 @@ impl KindOps for LeaseOps {
             {
                 return Ok(());
             }
-            // Only the renewal matters, and a patch never conflicts with the hub's own writes;
-            // a missing lease comes back as the apiserver's NotFound, which agents act on.
+            // Only the renewal matters, and a patch never conflicts with the hub's own writes.
             let patch =
                 serde_json::json!({"spec": {"renewTime": renewed.unwrap_or(MicroTime(now))}});
+            if self.liveness.written_before(&namespace) {
+                // A refresh of a Lease the hub has written (or read at start): the renewal is
+                // answered from memory at once and the object follows in the background. The
+                // agent sends its next renewal only after this answer, so awaiting a busy
+                // apiserver here (after a restart, behind the grants acceptance re-applies)
+                // spaced its renewals out until live clusters were taken for lost.
+                self.liveness.wrote(&namespace, now);
+                tokio::spawn(async move {
+                    if let Err(err) = api
+                        .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                        .await
+                    {
+                        tracing::warn!(cluster = %namespace, %err, "Lease refresh failed; the next renewal after the write interval tries again");
+                    }
+                });
+                return Ok(());
+            }
+            // The first write is awaited: a missing lease comes back as the apiserver's
+            // NotFound, which agents act on.
             api.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(kube_status)?;
