@@ -235,21 +235,7 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         .await
         .unwrap();
     let cancel = CancellationToken::new();
-    let shared = SharedClusters::new();
-    let accepting = shared.feed();
-    let controller = tokio::spawn(shared.run(
-        kube.clone(),
-        cancel.clone(),
-        vec![
-                acceptance::run(
-                    kube.clone(),
-                    accepting,
-                    AcceptanceConfig::default(),
-                    cancel.clone(),
-                )
-                .boxed(),
-            ],
-    ));
+    let controller = start_acceptance(&kube, &cancel);
     let authorizer = SubjectAccessReviewAuthorizer::new(kube.clone(), Duration::ZERO);
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     let roles: Api<ClusterRole> = Api::all(kube.clone());
@@ -429,6 +415,94 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         (!allowed).then_some(())
     })
     .await;
+
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .unwrap()
+        .unwrap();
+    hub.stop();
+}
+
+/// Starts the acceptance controller (on a shared cluster cache of its own) until `cancel`.
+fn start_acceptance(kube: &Client, cancel: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    let shared = SharedClusters::new();
+    let accepting = shared.feed();
+    tokio::spawn(shared.run(
+        kube.clone(),
+        cancel.clone(),
+        vec![
+                acceptance::run(
+                    kube.clone(),
+                    accepting,
+                    AcceptanceConfig::default(),
+                    cancel.clone(),
+                )
+                .boxed(),
+            ],
+    ))
+}
+
+#[tokio::test]
+async fn a_restarted_hub_applies_again_only_the_grants_that_no_longer_stand() {
+    let hub = Cluster::start("accept-restart").await.unwrap();
+    let kube: Client = hub.client().unwrap();
+    ocm_hub_server::crds::install(&kube, &ocm_api::crds::hub(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let clusters: Api<ManagedCluster> = Api::all(kube.clone());
+    let roles: Api<ClusterRole> = Api::all(kube.clone());
+    let names = ["cluster1", "cluster2"];
+    let cancel = CancellationToken::new();
+    let controller = start_acceptance(&kube, &cancel);
+    for name in names {
+        let spec = ManagedClusterSpec {
+            hub_accepts_client: true,
+            ..ManagedClusterSpec::default()
+        };
+        clusters
+            .create(&PostParams::default(), &ManagedCluster::new(name, spec))
+            .await
+            .unwrap();
+    }
+    for name in names {
+        eventually("both clusters accepted", async || {
+            let cluster = clusters.get(name).await.ok()?;
+            let conditions = cluster.status.map(|s| s.conditions).unwrap_or_default();
+            (condition::find(&conditions, CONDITION_HUB_ACCEPTED)?.status == ConditionStatus::True)
+                .then_some(())
+        })
+        .await;
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(10), controller)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // While the hub is down, someone empties cluster2's ClusterRole.
+    roles
+        .patch(
+            &rbac::cluster_role_name("cluster2"),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"rules": []})),
+        )
+        .await
+        .unwrap();
+    let grants_before = grant_writes(&kube).await;
+
+    let cancel = CancellationToken::new();
+    let controller = start_acceptance(&kube, &cancel);
+    eventually("cluster2's ClusterRole back", async || {
+        let role = roles.get(&rbac::cluster_role_name("cluster2")).await.ok()?;
+        role.rules.is_some_and(|r| !r.is_empty()).then_some(())
+    })
+    .await;
+    // Absence is what is asserted for cluster1: give the controller the time to act.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // cluster2's five grants (ClusterRole, ClusterRoleBinding, namespace, two RoleBindings);
+    // nothing for cluster1 or the shared roles, which stood. Before, a restart applied all 12.
+    assert_eq!(grant_writes(&kube).await - grants_before, 5);
 
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(10), controller)

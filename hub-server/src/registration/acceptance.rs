@@ -4,7 +4,8 @@
 //! order: the work RoleBinding keeps its finalizer — and the work agent its access — until no
 //! ManifestWork is left in the namespace. With auto-acceptance (OCM's ManagedClusterAutoApproval)
 //! every cluster is accepted once, on first sight; an administrator can deny it afterwards.
-//! Everything is applied with server-side apply, so reconciling twice changes nothing.
+//! Everything is applied with server-side apply, so reconciling twice changes nothing; a
+//! restarted hub applies nothing for the clusters whose grants still stand ([`standing`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clusters::ClusterFeed;
 use super::finalizer::{self, ignore_missing};
-use super::{cleanup, rbac};
+use super::{cleanup, rbac, standing};
 use crate::csr::CLUSTER_NAME_LABEL;
 use crate::services::leases::CLUSTER_LEASE;
 
@@ -43,6 +44,9 @@ pub const AUTO_ACCEPTED_ANNOTATION: &str = "open-cluster-management.io/automatic
 const RESYNC: Duration = Duration::from_secs(3600);
 /// How soon acceptance is recorded again after the cluster changed under it.
 const CONFLICT_RETRY: Duration = Duration::from_millis(500);
+/// How long reading the grants standing at start may take before every cluster's grants are
+/// applied instead (the reading is a few paged listings: seconds at 10,000 clusters).
+const STANDING_READ_LIMIT: Duration = Duration::from_secs(60);
 /// How often a denied or deleted cluster is looked at while ManifestWorks remain (OCM: 5 s).
 const WORKS_RECHECK: Duration = Duration::from_secs(5);
 
@@ -86,37 +90,55 @@ struct Context {
     /// a status change (availability, a status report) applies nothing again. At 10,000
     /// clusters those would otherwise be hundreds of writes a second. Drift forgets a cluster's
     /// entry, so its next reconcile applies.
-    granted: std::sync::Mutex<std::collections::HashMap<String, Granted>>,
+    ledger: std::sync::Mutex<Ledger>,
+    /// True once the grants standing at start are in the ledger (or could not be read):
+    /// reconciles wait for it, so a restarted hub does not re-apply what stands.
+    started: tokio::sync::watch::Receiver<bool>,
+}
+
+#[derive(Debug, Default)]
+struct Ledger {
+    granted: std::collections::HashMap<String, Granted>,
+    /// While the grants standing at start are being read: the clusters that drifted meanwhile,
+    /// whose grants are applied whatever the reading found.
+    drifted_while_reading: Option<std::collections::HashSet<String>>,
 }
 
 /// The state of one cluster's grants as last applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Granted {
-    uid: String,
+    /// The ManagedCluster they were applied for; `None` for grants found standing at start,
+    /// which are the same for any cluster of the name.
+    uid: Option<String>,
     accepted: bool,
     at: std::time::Instant,
 }
 
 impl Context {
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Whether `cluster`'s grants were applied for this acceptance state within the resync
     /// period (so drift is still corrected every [`RESYNC`]).
     fn granted_recently(&self, cluster: &ManagedCluster) -> bool {
-        let granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        granted
+        self.ledger()
+            .granted
             .get(cluster.metadata.name.as_deref().unwrap_or_default())
             .is_some_and(|g| {
-                Some(g.uid.as_str()) == cluster.metadata.uid.as_deref()
+                g.uid
+                    .as_deref()
+                    .is_none_or(|uid| Some(uid) == cluster.metadata.uid.as_deref())
                     && g.accepted == cluster.spec.hub_accepts_client
                     && g.at.elapsed() < RESYNC - Duration::from_secs(30)
             })
     }
 
     fn record_granted(&self, cluster: &ManagedCluster) {
-        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        granted.insert(
+        self.ledger().granted.insert(
             cluster.metadata.name.clone().unwrap_or_default(),
             Granted {
-                uid: cluster.metadata.uid.clone().unwrap_or_default(),
+                uid: cluster.metadata.uid.clone(),
                 accepted: cluster.spec.hub_accepts_client,
                 at: std::time::Instant::now(),
             },
@@ -124,9 +146,68 @@ impl Context {
     }
 
     fn forget_granted(&self, cluster: &str) {
-        let mut granted = self.granted.lock().unwrap_or_else(|e| e.into_inner());
-        granted.remove(cluster);
+        let mut ledger = self.ledger();
+        ledger.granted.remove(cluster);
+        if let Some(drifted) = &mut ledger.drifted_while_reading {
+            drifted.insert(cluster.to_owned());
+        }
     }
+
+    /// Records what was found standing at start (nothing if it could not be read), except for
+    /// the clusters that drifted since the reading began.
+    fn record_standing(&self, standing: Option<standing::Standing>) {
+        let mut ledger = self.ledger();
+        let drifted = ledger.drifted_while_reading.take().unwrap_or_default();
+        let Some(standing) = standing else {
+            return;
+        };
+        let at = std::time::Instant::now();
+        for cluster in standing.accepted_clusters {
+            if !drifted.contains(&cluster) {
+                ledger.granted.entry(cluster).or_insert(Granted {
+                    uid: None,
+                    accepted: true,
+                    at,
+                });
+            }
+        }
+        if standing.shared_roles {
+            self.shared_roles_applied
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Reads the grants standing at start into the ledger, then lets reconciles go on.
+async fn read_standing(ctx: Arc<Context>, started: tokio::sync::watch::Sender<bool>) {
+    let standing = match tokio::time::timeout(
+        STANDING_READ_LIMIT,
+        standing::read(&ctx.client, FIELD_MANAGER),
+    )
+    .await
+    {
+        Ok(Ok(standing)) => {
+            tracing::info!(
+                clusters = standing.accepted_clusters.len(),
+                shared_roles = standing.shared_roles,
+                "grants standing at start: not applied again"
+            );
+            Some(standing)
+        }
+        Ok(Err(err)) => {
+            tracing::warn!(%err, "cannot read the grants standing at start; applying every cluster's");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                limit = ?STANDING_READ_LIMIT,
+                "reading the grants standing at start took too long; applying every cluster's"
+            );
+            None
+        }
+    };
+    ctx.record_standing(standing);
+    started.send_replace(true);
 }
 
 /// Runs the controller until `cancel`.
@@ -136,11 +217,16 @@ pub async fn run(
     config: AcceptanceConfig,
     cancel: CancellationToken,
 ) {
+    let (started_tx, started) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(Context {
         client: client.clone(),
         config,
         shared_roles_applied: std::sync::atomic::AtomicBool::new(false),
-        granted: std::sync::Mutex::default(),
+        ledger: std::sync::Mutex::new(Ledger {
+            granted: std::collections::HashMap::new(),
+            drifted_while_reading: Some(std::collections::HashSet::new()),
+        }),
+        started,
     });
     let drifted = {
         let ctx = Arc::clone(&ctx);
@@ -149,7 +235,17 @@ pub async fn run(
             ObjectRef::<ManagedCluster>::new(&cluster)
         })
     };
-    Controller::for_shared_stream(clusters.trigger, clusters.store)
+    let reading = {
+        let ctx = Arc::clone(&ctx);
+        let cancel = cancel.clone();
+        async move {
+            tokio::select! {
+                () = read_standing(ctx, started_tx) => {}
+                () = cancel.cancelled() => {}
+            }
+        }
+    };
+    let controller = Controller::for_shared_stream(clusters.trigger, clusters.store)
         .reconcile_on(drifted)
         .graceful_shutdown_on(async move { cancel.cancelled().await })
         .run(reconcile, error_policy, ctx)
@@ -157,8 +253,8 @@ pub async fn run(
             if let Err(err) = result {
                 tracing::debug!(%err, "ManagedCluster reconcile");
             }
-        })
-        .await;
+        });
+    tokio::join!(reading, controller);
 }
 
 fn error_policy(cluster: Arc<ManagedCluster>, err: &AcceptanceError, _: Arc<Context>) -> Action {
@@ -179,6 +275,8 @@ async fn reconcile(
             source: Box::new(source),
         }
     };
+    // Ends with the reading, or with its cancellation (the sender dropped).
+    let _ = ctx.started.clone().wait_for(|started| *started).await;
     let client = &ctx.client;
     if cluster.metadata.deletion_timestamp.is_some() {
         if !remove_grants(client, &name, true)
@@ -208,7 +306,10 @@ async fn reconcile(
         .as_ref()
         .and_then(|s| condition::find(&s.conditions, CONDITION_HUB_ACCEPTED))
         .is_some_and(|c| c.status == ConditionStatus::True);
-    if recorded_accepted == accepted && ctx.granted_recently(&cluster) {
+    if recorded_accepted == accepted
+        && (!accepted || finalizer::holds(&cluster, CLEANUP_FINALIZER))
+        && ctx.granted_recently(&cluster)
+    {
         // Woken by a change of status or labels: the grants stand as applied.
         return Ok(Action::requeue(RESYNC));
     }

@@ -21,6 +21,18 @@ struct Entry {
     written: Option<Timestamp>,
 }
 
+/// What a renewal asks of the cluster's Lease object (see [`Liveness::lease_write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseWrite {
+    /// Written within the interval: nothing.
+    NotDue,
+    /// Neither written by this hub nor read at start: write it, and report the outcome, since
+    /// a missing Lease is the agent's to hear of; then call [`Liveness::wrote`].
+    First,
+    /// Due, and already recorded as written: refresh the object.
+    Refresh,
+}
+
 impl Liveness {
     pub fn new() -> Self {
         Self::default()
@@ -38,20 +50,25 @@ impl Liveness {
         }
     }
 
-    /// Whether the cluster's Lease object is due for a write: never written, or `interval`
-    /// since the last write.
-    pub fn write_due(&self, cluster: &str, now: Timestamp, interval: Duration) -> bool {
-        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
-        clusters
-            .get(cluster)
-            .and_then(|e| e.written)
-            .is_none_or(|written| now.duration_since(written).unsigned_abs() >= interval)
-    }
-
-    /// Whether the hub has written the cluster's Lease object, or read it at start.
-    pub fn written_before(&self, cluster: &str) -> bool {
-        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
-        clusters.get(cluster).is_some_and(|e| e.written.is_some())
+    /// What a renewal of `cluster` at `now` asks of its Lease object, which is written at most
+    /// every `interval`. A due refresh is recorded as written at once, so renewals arriving
+    /// together send one refresh.
+    pub fn lease_write(&self, cluster: &str, now: Timestamp, interval: Duration) -> LeaseWrite {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        match clusters.get_mut(cluster) {
+            Some(Entry {
+                written: Some(written),
+                ..
+            }) if now.duration_since(*written).unsigned_abs() < interval => LeaseWrite::NotDue,
+            Some(Entry {
+                written: written @ Some(_),
+                ..
+            }) => {
+                *written = Some(now);
+                LeaseWrite::Refresh
+            }
+            _ => LeaseWrite::First,
+        }
     }
 
     /// Records that the Lease object was written at `now`.
@@ -127,16 +144,35 @@ mod tests {
         let liveness = Liveness::new();
         let every = Duration::from_secs(60);
         liveness.renewed("c1", at(100));
-        assert!(liveness.write_due("c1", at(100), every), "never written");
-        assert!(!liveness.written_before("c1"));
+        assert_eq!(
+            liveness.lease_write("c1", at(100), every),
+            LeaseWrite::First,
+            "never written"
+        );
+        assert_eq!(
+            liveness.lease_write("c1", at(100), every),
+            LeaseWrite::First,
+            "a first write counts only once it succeeded"
+        );
         liveness.wrote("c1", at(100));
-        assert!(liveness.written_before("c1"));
         liveness.renewed("c1", at(110));
-        assert!(!liveness.write_due("c1", at(110), every));
-        assert!(!liveness.write_due("c1", at(159), every));
-        assert!(
-            liveness.write_due("c1", at(160), every),
+        assert_eq!(
+            liveness.lease_write("c1", at(110), every),
+            LeaseWrite::NotDue
+        );
+        assert_eq!(
+            liveness.lease_write("c1", at(159), every),
+            LeaseWrite::NotDue
+        );
+        assert_eq!(
+            liveness.lease_write("c1", at(160), every),
+            LeaseWrite::Refresh,
             "60 s after the last write"
+        );
+        assert_eq!(
+            liveness.lease_write("c1", at(160), every),
+            LeaseWrite::NotDue,
+            "a refresh claims its slot: a renewal arriving with it sends none"
         );
         assert_eq!(liveness.last_renewed("c1"), Some(at(110)));
         // An older renewal arriving late does not move time back.
@@ -152,7 +188,10 @@ mod tests {
         assert_eq!(liveness.last_renewed("c1"), None);
         // A Lease read at start counts as written: its refreshes need not check it exists.
         liveness.seed("c2", at(10));
-        assert!(liveness.written_before("c2"));
+        assert_eq!(
+            liveness.lease_write("c2", at(100), every),
+            LeaseWrite::Refresh
+        );
     }
 
     #[test]
@@ -164,8 +203,9 @@ mod tests {
             at(100),
             "the start is kept, not moved on every check"
         );
-        assert!(
-            liveness.write_due("c1", at(100), Duration::from_secs(60)),
+        assert_eq!(
+            liveness.lease_write("c1", at(100), Duration::from_secs(60)),
+            LeaseWrite::First,
             "the first renewal still writes the Lease"
         );
         liveness.renewed("c1", at(150));

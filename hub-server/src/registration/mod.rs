@@ -1,6 +1,6 @@
 //! The hub's registration controllers: what acceptance grants ([`rbac`], [`acceptance`]),
 //! whether clusters are alive ([`liveness`], [`availability`]), and cluster sets and their
-//! bindings ([`clustersets`]), and what a deleted cluster leaves behind ([`cleanup`]).
+//! bindings ([`clustersets`]), what a restarted hub need not apply again ([`standing`]), and what a deleted cluster leaves behind ([`cleanup`]).
 
 pub mod acceptance;
 pub mod availability;
@@ -11,3 +11,4 @@ pub mod drift;
 pub mod finalizer;
 pub mod liveness;
 pub mod rbac;
+pub mod standing;

@@ -14,7 +14,7 @@ use ocm_transport::status_error;
 use tonic::Status;
 
 use super::{ClusterIndex, KindOps, kube_status};
-use crate::registration::liveness::Liveness;
+use crate::registration::liveness::{LeaseWrite, Liveness};
 
 /// The lease each cluster's agent renews (OCM's name).
 pub use ocm_api::registration::CLUSTER_LEASE;
@@ -69,22 +69,21 @@ impl KindOps for LeaseOps {
             let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.clone());
             self.liveness
                 .renewed(&namespace, renewed.as_ref().map_or(now, |t| t.0));
-            if !self
+            let write = self
                 .liveness
-                .write_due(&namespace, now, self.write_interval)
-            {
+                .lease_write(&namespace, now, self.write_interval);
+            if write == LeaseWrite::NotDue {
                 return Ok(());
             }
             // Only the renewal matters, and a patch never conflicts with the hub's own writes.
             let patch =
                 serde_json::json!({"spec": {"renewTime": renewed.unwrap_or(MicroTime(now))}});
-            if self.liveness.written_before(&namespace) {
+            if write == LeaseWrite::Refresh {
                 // A refresh of a Lease the hub has written (or read at start): the renewal is
                 // answered from memory at once and the object follows in the background. The
                 // agent sends its next renewal only after this answer, so awaiting a busy
-                // apiserver here (after a restart, behind the grants acceptance re-applies)
-                // spaced its renewals out until live clusters were taken for lost.
-                self.liveness.wrote(&namespace, now);
+                // apiserver here (after a restart, behind acceptance's writes) spaced its
+                // renewals out until live clusters were taken for lost.
                 tokio::spawn(async move {
                     if let Err(err) = api
                         .patch(&name, &PatchParams::default(), &Patch::Merge(patch))
