@@ -47,67 +47,44 @@ pub struct Standing {
 
 /// Reads what stands, applied by `field_manager`.
 pub async fn read(client: &Client, field_manager: &str) -> Result<Standing, ocm_api::kube::Error> {
-    let mut found = HashMap::<String, u8>::new();
-    tally(
-        &Api::<ClusterRole>::all(client.clone()),
-        field_manager,
-        |cluster| vec![(CLUSTER_ROLE, rbac::cluster_role(cluster, true))],
-        &mut found,
-    )
-    .await?;
-    tally(
-        &Api::<ClusterRoleBinding>::all(client.clone()),
-        field_manager,
-        |cluster| vec![(CLUSTER_ROLE_BINDING, rbac::cluster_role_binding(cluster))],
-        &mut found,
-    )
-    .await?;
-    tally(
-        &Api::<Namespace>::all(client.clone()),
-        field_manager,
-        |cluster| vec![(NAMESPACE, rbac::cluster_namespace(cluster))],
-        &mut found,
-    )
-    .await?;
-    tally(
-        &Api::<RoleBinding>::all(client.clone()),
-        field_manager,
-        |cluster| {
-            vec![
-                (
-                    REGISTRATION_BINDING,
-                    rbac::registration_role_binding(cluster),
-                ),
-                (WORK_BINDING, rbac::work_role_binding(cluster)),
-            ]
-        },
-        &mut found,
-    )
-    .await?;
-    // The Lease is the agents' to renew: that it exists is what acceptance ensures.
-    let leases = Api::<Lease>::all(client.clone());
-    let mut params = ListParams::default().labels(CLUSTER_NAME_LABEL).limit(PAGE);
-    loop {
-        let page = leases.list_metadata(&params).await?;
-        for lease in &page.items {
-            let meta = &lease.metadata;
-            if let Some(cluster) = cluster_of(meta)
-                && meta.name.as_deref() == Some(CLUSTER_LEASE)
-                && meta.namespace.as_deref() == Some(cluster)
-            {
-                *found.entry(cluster.to_owned()).or_default() |= LEASE;
-            }
+    // Side by side: each is a few pages, and a restarted hub's apiserver is busy.
+    let (roles, role_bindings, namespaces, bindings, leases, shared_roles) = futures::try_join!(
+        tally(
+            Api::<ClusterRole>::all(client.clone()),
+            field_manager,
+            |cluster| vec![(CLUSTER_ROLE, rbac::cluster_role(cluster, true))],
+        ),
+        tally(
+            Api::<ClusterRoleBinding>::all(client.clone()),
+            field_manager,
+            |cluster| vec![(CLUSTER_ROLE_BINDING, rbac::cluster_role_binding(cluster))],
+        ),
+        tally(
+            Api::<Namespace>::all(client.clone()),
+            field_manager,
+            |cluster| vec![(NAMESPACE, rbac::cluster_namespace(cluster))],
+        ),
+        tally(
+            Api::<RoleBinding>::all(client.clone()),
+            field_manager,
+            |cluster| {
+                vec![
+                    (
+                        REGISTRATION_BINDING,
+                        rbac::registration_role_binding(cluster),
+                    ),
+                    (WORK_BINDING, rbac::work_role_binding(cluster)),
+                ]
+            },
+        ),
+        tally_leases(client),
+        shared_roles_stand(client, field_manager),
+    )?;
+    let mut found = roles;
+    for part in [role_bindings, namespaces, bindings, leases] {
+        for (cluster, bits) in part {
+            *found.entry(cluster).or_default() |= bits;
         }
-        let Some(token) = next_page(&page) else { break };
-        params = params.continue_token(&token);
-    }
-
-    let roles = Api::<ClusterRole>::all(client.clone());
-    let mut shared_roles = true;
-    for desired in [rbac::shared_registration_role(), rbac::shared_work_role()] {
-        let name = desired.metadata.name.clone().unwrap_or_default();
-        let actual = roles.get_opt(&name).await?;
-        shared_roles &= actual.is_some_and(|actual| stands(&desired, &actual, field_manager));
     }
     Ok(Standing {
         accepted_clusters: found
@@ -119,17 +96,56 @@ pub async fn read(client: &Client, field_manager: &str) -> Result<Standing, ocm_
     })
 }
 
-/// Lists every object of `api`'s kind that carries the cluster label, and sets in `found` the
-/// bit of each that stands as one of the objects `expected` says its cluster is granted.
+/// The clusters whose cluster Lease exists. The Lease is the agents' to renew: that it exists
+/// is what acceptance ensures.
+async fn tally_leases(client: &Client) -> Result<HashMap<String, u8>, ocm_api::kube::Error> {
+    let mut found = HashMap::new();
+    let leases = Api::<Lease>::all(client.clone());
+    let mut params = ListParams::default().labels(CLUSTER_NAME_LABEL).limit(PAGE);
+    loop {
+        let page = leases.list_metadata(&params).await?;
+        for lease in &page.items {
+            let meta = &lease.metadata;
+            if let Some(cluster) = cluster_of(meta)
+                && meta.name.as_deref() == Some(CLUSTER_LEASE)
+                && meta.namespace.as_deref() == Some(cluster)
+            {
+                found.insert(cluster.to_owned(), LEASE);
+            }
+        }
+        let Some(token) = next_page(&page) else {
+            return Ok(found);
+        };
+        params = params.continue_token(&token);
+    }
+}
+
+/// Whether the two ClusterRoles every cluster namespace's RoleBindings refer to stand.
+async fn shared_roles_stand(
+    client: &Client,
+    field_manager: &str,
+) -> Result<bool, ocm_api::kube::Error> {
+    let roles = Api::<ClusterRole>::all(client.clone());
+    let mut stand = true;
+    for desired in [rbac::shared_registration_role(), rbac::shared_work_role()] {
+        let name = desired.metadata.name.clone().unwrap_or_default();
+        let actual = roles.get_opt(&name).await?;
+        stand &= actual.is_some_and(|actual| stands(&desired, &actual, field_manager));
+    }
+    Ok(stand)
+}
+
+/// Lists every object of `api`'s kind that carries the cluster label: for each cluster, the
+/// bits of those that stand as one of the objects `expected` says it is granted.
 async fn tally<K>(
-    api: &Api<K>,
+    api: Api<K>,
     field_manager: &str,
     expected: impl Fn(&str) -> Vec<(u8, K)>,
-    found: &mut HashMap<String, u8>,
-) -> Result<(), ocm_api::kube::Error>
+) -> Result<HashMap<String, u8>, ocm_api::kube::Error>
 where
     K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
 {
+    let mut found = HashMap::new();
     let mut params = ListParams::default().labels(CLUSTER_NAME_LABEL).limit(PAGE);
     loop {
         let page = api.list(&params).await?;
@@ -148,7 +164,7 @@ where
             }
         }
         let Some(token) = next_page(&page) else {
-            return Ok(());
+            return Ok(found);
         };
         params = params.continue_token(&token);
     }
