@@ -304,8 +304,15 @@ async fn connected(
                             // resubscribing would make it resync everything twice.
                             grpc_client.resubscribe();
                         }
-                        if newly_accepted || period_changed {
-                            renewal.as_mut().reset(tokio::time::Instant::now() + if newly_accepted { Duration::ZERO } else { jittered(current.spec.lease_duration()) });
+                        if newly_accepted {
+                            // The renewal before the status report: a report saying Available
+                            // reaching the hub first, after the cluster was lost (a restarted
+                            // agent), was taken back at the hub's next check of its expired
+                            // lease.
+                            renew(&hub, &name.cluster, lease.as_ref()).await;
+                            renewal.as_mut().reset(tokio::time::Instant::now() + jittered(current.spec.lease_duration()));
+                        } else if period_changed {
+                            renewal.as_mut().reset(tokio::time::Instant::now() + jittered(current.spec.lease_duration()));
                         }
                         cluster = Some(current);
                         report(&hub, spoke, &config.claims, cluster.as_ref(), rotated).await;

@@ -1,7 +1,7 @@
 //! One simulated spoke: the agent's registration loop without a managed cluster. It joins with
 //! the agent's own bootstrap (unless given an identity), then over its own mutual-TLS connection
 //! follows its ManagedCluster and lease exactly as `ocm-agent` does — a spec resync after every
-//! subscription, the lease renewed at once on acceptance and then every jittered
+//! subscription, the lease renewed on acceptance before the status report and then every jittered
 //! `leaseDurationSeconds` (re-timed when the duration changes), status reported on every
 //! ManagedCluster change if it differs — with the agent's own functions for each step.
 //!
@@ -288,9 +288,13 @@ async fn run_inner(
                         counters.accepted.fetch_add(1, Ordering::Relaxed);
                         counters.timeline.record(&name, Milestone::Accepted);
                     }
-                    if newly_accepted || period_changed {
-                        let next = if newly_accepted { Duration::ZERO } else { agent::jittered(current.spec.lease_duration()) };
-                        renewal.as_mut().reset(tokio::time::Instant::now() + next);
+                    if newly_accepted {
+                        // As the agent: renewed before the status report.
+                        agent::renew(&hub, &name, lease.as_ref()).await;
+                        counters.renewals.fetch_add(1, Ordering::Relaxed);
+                        renewal.as_mut().reset(tokio::time::Instant::now() + agent::jittered(current.spec.lease_duration()));
+                    } else if period_changed {
+                        renewal.as_mut().reset(tokio::time::Instant::now() + agent::jittered(current.spec.lease_duration()));
                     }
                     if agent::accepted(Some(&current)) {
                         agent::report_observed(&hub, &current, &config.model.observed()).await;
