@@ -210,6 +210,18 @@ async fn grant_writes(kube: &Client) -> u64 {
         .sum()
 }
 
+/// Someone other than the hub takes every rule out of `cluster`'s ClusterRole.
+async fn empty_cluster_role(roles: &Api<ClusterRole>, cluster: &str) {
+    roles
+        .patch(
+            &rbac::cluster_role_name(cluster),
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"rules": []})),
+        )
+        .await
+        .unwrap();
+}
+
 async fn accepted_condition(clusters: &Api<ManagedCluster>) -> Option<ConditionStatus> {
     let cluster = clusters.get("cluster1").await.ok()?;
     let conditions = cluster.status.map(|s| s.conditions).unwrap_or_default();
@@ -323,14 +335,7 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
         )
         .await
         .unwrap();
-    roles
-        .patch(
-            &rbac::cluster_role_name("cluster1"),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"rules": []})),
-        )
-        .await
-        .unwrap();
+    empty_cluster_role(&roles, "cluster1").await;
     eventually(
         "the deleted RoleBinding and the emptied ClusterRole back",
         async || {
@@ -481,14 +486,7 @@ async fn a_restarted_hub_applies_again_only_the_grants_that_no_longer_stand() {
         .unwrap();
 
     // While the hub is down, someone empties cluster2's ClusterRole.
-    roles
-        .patch(
-            &rbac::cluster_role_name("cluster2"),
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"rules": []})),
-        )
-        .await
-        .unwrap();
+    empty_cluster_role(&roles, "cluster2").await;
     let grants_before = grant_writes(&kube).await;
 
     let cancel = CancellationToken::new();
