@@ -241,11 +241,7 @@ async fn set_accepted(clusters: &Api<ManagedCluster>, accepted: bool) {
 
 #[tokio::test]
 async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
-    let hub = Cluster::start("accept").await.unwrap();
-    let kube: Client = hub.client().unwrap();
-    ocm_hub_server::crds::install(&kube, &ocm_api::crds::hub(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (hub, kube) = start_hub("accept").await;
     let cancel = CancellationToken::new();
     let controller = start_acceptance(&kube, &cancel);
     let authorizer = SubjectAccessReviewAuthorizer::new(kube.clone(), Duration::ZERO);
@@ -421,12 +417,26 @@ async fn acceptance_grants_denial_revokes_and_deletion_cleans_up() {
     })
     .await;
 
+    stop_acceptance(&cancel, controller).await;
+    hub.stop();
+}
+
+/// A hub apiserver with OCM's CRDs, and a client of it.
+async fn start_hub(name: &str) -> (Cluster, Client) {
+    let hub = Cluster::start(name).await.unwrap();
+    let kube: Client = hub.client().unwrap();
+    ocm_hub_server::crds::install(&kube, &ocm_api::crds::hub(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    (hub, kube)
+}
+
+async fn stop_acceptance(cancel: &CancellationToken, controller: tokio::task::JoinHandle<()>) {
     cancel.cancel();
     tokio::time::timeout(Duration::from_secs(10), controller)
         .await
         .unwrap()
         .unwrap();
-    hub.stop();
 }
 
 /// Starts the acceptance controller (on a shared cluster cache of its own) until `cancel`.
@@ -450,11 +460,7 @@ fn start_acceptance(kube: &Client, cancel: &CancellationToken) -> tokio::task::J
 
 #[tokio::test]
 async fn a_restarted_hub_applies_again_only_the_grants_that_no_longer_stand() {
-    let hub = Cluster::start("accept-restart").await.unwrap();
-    let kube: Client = hub.client().unwrap();
-    ocm_hub_server::crds::install(&kube, &ocm_api::crds::hub(), Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (hub, kube) = start_hub("accept-restart").await;
     let clusters: Api<ManagedCluster> = Api::all(kube.clone());
     let roles: Api<ClusterRole> = Api::all(kube.clone());
     let names = ["cluster1", "cluster2"];
@@ -479,11 +485,7 @@ async fn a_restarted_hub_applies_again_only_the_grants_that_no_longer_stand() {
         })
         .await;
     }
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_acceptance(&cancel, controller).await;
 
     // While the hub is down, someone empties cluster2's ClusterRole.
     empty_cluster_role(&roles, "cluster2").await;
@@ -502,10 +504,6 @@ async fn a_restarted_hub_applies_again_only_the_grants_that_no_longer_stand() {
     // nothing for cluster1 or the shared roles, which stood. Before, a restart applied all 12.
     assert_eq!(grant_writes(&kube).await - grants_before, 5);
 
-    cancel.cancel();
-    tokio::time::timeout(Duration::from_secs(10), controller)
-        .await
-        .unwrap()
-        .unwrap();
+    stop_acceptance(&cancel, controller).await;
     hub.stop();
 }

@@ -10,6 +10,7 @@
 use futures::{Stream, StreamExt as _};
 use ocm_api::k8s_openapi::api::core::v1::Namespace;
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::core::PartialObjectMeta;
 use ocm_api::kube::runtime::{WatchStreamExt as _, watcher};
 use ocm_api::kube::{Api, Client, Resource};
@@ -31,19 +32,30 @@ pub fn drifted<K>(
         watcher::Event::Delete(object) => (object, true),
     };
     let meta = &object.metadata;
-    let by_others = meta
-        .managed_fields
-        .iter()
-        .flatten()
-        .any(|entry| entry.manager.as_deref() != Some(field_manager));
-    if !(deleted || by_others || meta.deletion_timestamp.is_some()) {
+    if !deleted && as_applied(meta, field_manager) {
         return None;
     }
+    cluster_of(meta).map(str::to_owned)
+}
+
+/// Whether a granted object is still as `field_manager` applied it, by its metadata: written by
+/// no other field manager, and not being deleted.
+pub fn as_applied(meta: &ObjectMeta, field_manager: &str) -> bool {
+    meta.deletion_timestamp.is_none()
+        && meta
+            .managed_fields
+            .iter()
+            .flatten()
+            .all(|entry| entry.manager.as_deref() == Some(field_manager))
+}
+
+/// The cluster a granted object is labelled for.
+pub fn cluster_of(meta: &ObjectMeta) -> Option<&str> {
     meta.labels
         .as_ref()
         .and_then(|labels| labels.get(CLUSTER_NAME_LABEL))
+        .map(String::as_str)
         .filter(|cluster| !cluster.is_empty())
-        .cloned()
 }
 
 /// Clusters whose grants drifted, from metadata-only watches of the labelled objects; the

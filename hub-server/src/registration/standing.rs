@@ -13,13 +13,13 @@ use std::collections::{HashMap, HashSet};
 use ocm_api::k8s_openapi::api::coordination::v1::Lease;
 use ocm_api::k8s_openapi::api::core::v1::Namespace;
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
-use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::api::{ListParams, ObjectList};
 use ocm_api::kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::drift::{as_applied, cluster_of};
 use super::rbac;
 use crate::csr::CLUSTER_NAME_LABEL;
 use crate::services::leases::CLUSTER_LEASE;
@@ -170,14 +170,6 @@ where
     }
 }
 
-fn cluster_of(meta: &ObjectMeta) -> Option<&str> {
-    meta.labels
-        .as_ref()
-        .and_then(|labels| labels.get(CLUSTER_NAME_LABEL))
-        .map(String::as_str)
-        .filter(|cluster| !cluster.is_empty())
-}
-
 fn next_page<K: Clone>(page: &ObjectList<K>) -> Option<String> {
     page.metadata
         .continue_
@@ -188,13 +180,7 @@ fn next_page<K: Clone>(page: &ObjectList<K>) -> Option<String> {
 /// Whether `actual` is `desired` as applied by `field_manager`: not being deleted, written by
 /// no other manager, and holding every field `desired` sets with the same value.
 pub fn stands<K: Resource + Serialize>(desired: &K, actual: &K, field_manager: &str) -> bool {
-    let meta = actual.meta();
-    let only_ours = meta
-        .managed_fields
-        .iter()
-        .flatten()
-        .all(|entry| entry.manager.as_deref() == Some(field_manager));
-    if meta.deletion_timestamp.is_some() || !only_ours {
+    if !as_applied(actual.meta(), field_manager) {
         return false;
     }
     match (serde_json::to_value(desired), serde_json::to_value(actual)) {
