@@ -30,11 +30,18 @@ const DENIAL_TTL: Duration = Duration::from_secs(5);
 /// review made just then may still answer from before it.
 const SETTLING: Duration = Duration::from_secs(5);
 
-/// A small time-bounded cache. The lock is never held across an `.await`.
+/// The longest between two sweeps of a cache's expired entries.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A small time-bounded cache. The lock is never held across an `.await`. Expired entries are
+/// swept on insert at least every [`SWEEP_INTERVAL`] (or the TTL, if shorter), so a stream of
+/// distinct keys — denials a peer provokes on purpose — holds memory for one TTL, not until the
+/// cache is full.
 struct TtlCache<K, V> {
     ttl: Duration,
     /// Each entry with the instant it expires.
     entries: Mutex<HashMap<K, (Instant, V)>>,
+    next_sweep: Mutex<Instant>,
 }
 
 impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
@@ -42,7 +49,13 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
         Self {
             ttl,
             entries: Mutex::new(HashMap::new()),
+            next_sweep: Mutex::new(Instant::now()),
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     fn get(&self, key: &K) -> Option<V> {
@@ -69,7 +82,18 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
             return;
         }
         let now = Instant::now();
+        let sweep = {
+            let mut next = self.next_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            let due = now >= *next;
+            if due {
+                *next = now + self.ttl.min(SWEEP_INTERVAL);
+            }
+            due
+        };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if sweep {
+            entries.retain(|_, (expires, _)| now < *expires);
+        }
         if entries.len() >= CACHE_LIMIT {
             entries.retain(|_, (expires, _)| now < *expires);
             if entries.len() >= CACHE_LIMIT {
@@ -133,11 +157,12 @@ impl TokenReviewAuthenticator {
 
 #[tonic::async_trait]
 impl TokenAuthenticator for TokenReviewAuthenticator {
+    fn knows(&self, token: &str) -> bool {
+        self.cache.get(&token_key(token)).is_some()
+    }
+
     async fn authenticate(&self, token: &str) -> Result<Identity, String> {
-        let key: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
-            .as_ref()
-            .try_into()
-            .unwrap_or([0; 32]);
+        let key = token_key(token);
         if let Some(decided) = self.cache.get(&key) {
             return decided;
         }
@@ -148,6 +173,14 @@ impl TokenAuthenticator for TokenReviewAuthenticator {
         }
         decided
     }
+}
+
+/// A token's cache key: its SHA-256, so no token outlives its request in memory.
+fn token_key(token: &str) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .try_into()
+        .unwrap_or([0; 32])
 }
 
 /// Publish and Subscribe checked with a SubjectAccessReview (needs `create` on
@@ -365,5 +398,17 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(cache.get(&"allowed"), None);
         assert_eq!(cache.get(&"long"), None, "capped at the cache's TTL");
+    }
+
+    #[test]
+    fn expired_denials_do_not_pile_up() {
+        let cache: TtlCache<u32, bool> = TtlCache::new(Duration::from_millis(50));
+        for key in 0..1_000 {
+            cache.put_for(key, false, DENIAL_TTL);
+        }
+        assert_eq!(cache.len(), 1_000);
+        std::thread::sleep(Duration::from_millis(100));
+        cache.put_for(1_000, false, DENIAL_TTL);
+        assert_eq!(cache.len(), 1, "the expired entries were swept on insert");
     }
 }

@@ -16,6 +16,7 @@ use time::Duration;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::prelude::FromDer;
 
+use ocm_api::registration::truncated;
 pub use ocm_api::registration::{
     CLUSTER_GROUP_PREFIX, CLUSTER_NAME_LABEL, CSR_USER_ANNOTATION, MANAGED_CLUSTERS_GROUP,
     SIGNER_NAME,
@@ -37,7 +38,7 @@ pub struct AgentRequest {
 /// labelled with, as OCM's approver does.
 pub fn check_request(csr: &CertificateSigningRequest) -> Result<AgentRequest, CsrRefusal> {
     if csr.spec.signer_name != SIGNER_NAME {
-        return Err(CsrRefusal::Signer(csr.spec.signer_name.clone()));
+        return Err(CsrRefusal::Signer(truncated(&csr.spec.signer_name, 100)));
     }
     let cluster = csr
         .metadata
@@ -47,6 +48,7 @@ pub fn check_request(csr: &CertificateSigningRequest) -> Result<AgentRequest, Cs
         .filter(|c| !c.is_empty())
         .ok_or(CsrRefusal::NoClusterLabel)?
         .clone();
+    ocm_api::registration::validate_cluster_name(&cluster).map_err(CsrRefusal::ClusterName)?;
     let usages = csr.spec.usages.clone().unwrap_or_default();
     if !usages.iter().any(|u| u == "client auth")
         || usages.iter().any(|u| {
@@ -64,7 +66,12 @@ pub fn check_request(csr: &CertificateSigningRequest) -> Result<AgentRequest, Cs
     if organizations != expected {
         return Err(CsrRefusal::Organizations {
             cluster,
-            found: subject.organizations,
+            found: subject
+                .organizations
+                .iter()
+                .take(4)
+                .map(|o| truncated(o, 100))
+                .collect(),
         });
     }
     let agent = subject
@@ -73,7 +80,7 @@ pub fn check_request(csr: &CertificateSigningRequest) -> Result<AgentRequest, Cs
         .filter(|agent| !agent.is_empty() && !agent.contains(':'))
         .ok_or_else(|| CsrRefusal::CommonName {
             cluster: cluster.clone(),
-            found: subject.common_name.clone(),
+            found: truncated(&subject.common_name, 200),
         })?
         .to_owned();
     Ok(AgentRequest {
@@ -95,15 +102,20 @@ pub enum AutoApproval {
 
 /// Whether `request` (asked for by `requester`) is approved automatically; `None` leaves it to a
 /// person (`ocmctl accept`).
+///
+/// A listed user's request is approved only for a cluster that has not joined yet: once a
+/// cluster's agent holds a certificate, a bootstrap credential (shared by every joining agent)
+/// asking for that cluster's identity needs a person, or it could take over any joined cluster.
 pub fn auto_approval(
     request: &AgentRequest,
     requester: &str,
     may_renew: bool,
     auto_approved_users: &[String],
+    cluster_joined: bool,
 ) -> Option<AutoApproval> {
     if requester == request.common_name && may_renew {
         Some(AutoApproval::Renewal)
-    } else if auto_approved_users.iter().any(|u| u == requester) {
+    } else if !cluster_joined && auto_approved_users.iter().any(|u| u == requester) {
         Some(AutoApproval::ListedUser)
     } else {
         None
@@ -220,6 +232,8 @@ pub enum CsrRefusal {
     Signer(String),
     #[error("no {CLUSTER_NAME_LABEL} label")]
     NoClusterLabel,
+    #[error("{CLUSTER_NAME_LABEL} label: {0}")]
+    ClusterName(ocm_api::registration::ClusterNameError),
     #[error(
         "usages {0:?}: need client auth, and only digital signature and key encipherment besides"
     )]
@@ -382,24 +396,29 @@ mod tests {
         let request = check_request(&agent_csr("cluster1", "cluster1")).unwrap();
         let own = "system:open-cluster-management:cluster1:agent1";
         assert_eq!(
-            auto_approval(&request, own, true, &[]),
+            auto_approval(&request, own, true, &[], true),
             Some(AutoApproval::Renewal)
         );
         assert_eq!(
-            auto_approval(&request, own, false, &[]),
+            auto_approval(&request, own, false, &[], false),
             None,
             "not while unaccepted"
         );
         let bootstrap =
             "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
         assert_eq!(
-            auto_approval(&request, bootstrap, true, &[]),
+            auto_approval(&request, bootstrap, true, &[], false),
             None,
             "a person decides"
         );
         assert_eq!(
-            auto_approval(&request, bootstrap, false, &[bootstrap.to_owned()]),
+            auto_approval(&request, bootstrap, false, &[bootstrap.to_owned()], false),
             Some(AutoApproval::ListedUser)
+        );
+        assert_eq!(
+            auto_approval(&request, bootstrap, false, &[bootstrap.to_owned()], true),
+            None,
+            "a joined cluster's identity is not handed to a bootstrap credential"
         );
     }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use ocm_api::cluster::v1::{CONDITION_JOINED, ManagedCluster};
 use ocm_api::k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
@@ -198,11 +199,14 @@ async fn reconcile(
             } else {
                 false
             };
+            let listed = signer.config.auto_approved_users.contains(&requester);
+            let cluster_joined = listed && !may_renew && joined(&signer, &request.cluster).await;
             match csr::auto_approval(
                 &request,
                 &requester,
                 may_renew,
                 &signer.config.auto_approved_users,
+                cluster_joined,
             ) {
                 Some(why) => {
                     let (reason, message) = match why {
@@ -227,7 +231,7 @@ async fn reconcile(
                     tracing::info!(csr = %name, cluster = %request.cluster, %requester, ?why, "CSR approved");
                 }
                 None => {
-                    tracing::info!(csr = %name, cluster = %request.cluster, %requester, "CSR waits for approval");
+                    tracing::info!(csr = %name, cluster = %request.cluster, %requester, cluster_joined, "CSR waits for approval");
                 }
             }
         }
@@ -325,6 +329,26 @@ fn error_policy(csr: Arc<CertificateSigningRequest>, err: &SignerError, _: Arc<S
 fn base64_encode(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Whether `cluster`'s agent has joined (its ManagedCluster says `ManagedClusterJoined`), or
+/// cannot be known to have not: an unreadable cluster counts as joined, so a bootstrap request
+/// then waits for a person rather than being approved blind.
+async fn joined(signer: &Signer, cluster: &str) -> bool {
+    match Api::<ManagedCluster>::all(signer.client.clone())
+        .get_opt(cluster)
+        .await
+    {
+        Ok(Some(managed)) => managed.status.as_ref().is_some_and(|status| {
+            ocm_api::condition::find(&status.conditions, CONDITION_JOINED)
+                .is_some_and(|c| c.status == ocm_api::condition::ConditionStatus::True)
+        }),
+        Ok(None) => false,
+        Err(err) => {
+            tracing::warn!(cluster, %err, "cannot read the ManagedCluster; leaving its bootstrap request to a person");
+            true
+        }
+    }
 }
 
 #[cfg(test)]

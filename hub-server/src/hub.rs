@@ -204,11 +204,28 @@ pub async fn run_with_webhook(
     let cluster_index = ClusterIndex::new(RegistrationKind::ManagedCluster);
     let csr_index = ClusterIndex::new(RegistrationKind::CertificateSigningRequest);
     let lease_index = ClusterIndex::new(RegistrationKind::Lease);
+    let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
+        reviews.clone(),
+        config.access_cache_ttl,
+    ));
+    let rbac = RbacIndex::default();
+    tokio::spawn(crate::rbac_changes::run(
+        client.clone(),
+        Arc::clone(&authorizer),
+        rbac.clone(),
+        cancel.clone(),
+    ));
+    let agents_authorizer: Arc<dyn ocm_transport::broker::Authorizer> =
+        Arc::new(RbacAuthorizer::new(rbac, Arc::clone(&authorizer)));
     let mut handlers: HashMap<DataType, Arc<dyn EventHandler>> = HashMap::new();
     add(
         &mut handlers,
         &metrics,
-        ManagedClusterOps::new(client.clone(), cluster_index.clone()),
+        ManagedClusterOps::new(
+            client.clone(),
+            cluster_index.clone(),
+            Arc::clone(&agents_authorizer),
+        ),
         &outbox,
     );
     add(
@@ -252,19 +269,6 @@ pub async fn run_with_webhook(
         crate::work::mqtt::start(settings, works, work_handler, &outbox, cancel.clone())
             .map_err(|e| HubError::Mqtt(e.to_string()))?;
     }
-    let authorizer = Arc::new(SubjectAccessReviewAuthorizer::new(
-        reviews.clone(),
-        config.access_cache_ttl,
-    ));
-    let rbac = RbacIndex::default();
-    tokio::spawn(crate::rbac_changes::run(
-        client.clone(),
-        Arc::clone(&authorizer),
-        rbac.clone(),
-        cancel.clone(),
-    ));
-    let agents_authorizer: Arc<dyn ocm_transport::broker::Authorizer> =
-        Arc::new(RbacAuthorizer::new(rbac, Arc::clone(&authorizer)));
     let broker = Broker::new(
         config.broker.clone(),
         handlers,
@@ -332,7 +336,15 @@ pub async fn run_with_webhook(
                 auto_accept: !config.auto_approved_users.is_empty(),
                 grants_changed: Some({
                     let authorizer = Arc::clone(&authorizer);
-                    Arc::new(move |cluster: &str| authorizer.forget_cluster(cluster))
+                    let broker = broker.clone();
+                    Arc::new(move |cluster: &str, change| {
+                        authorizer.forget_cluster(cluster);
+                        // Streams were authorized when they opened: revoked access ends them,
+                        // and the agents' next Subscribe is authorized anew.
+                        if change == acceptance::GrantChange::Revoked {
+                            broker.close_cluster(cluster);
+                        }
+                    })
                 }),
             },
             cancel.clone(),

@@ -136,9 +136,12 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
     Api::<Namespace>::all(kube.clone())
         .create(
             &PostParams::default(),
+            // Labelled as acceptance makes it: a namespace of the cluster's name that is not
+            // the cluster's would refuse the cluster.
             &Namespace {
                 metadata: ObjectMeta {
                     name: Some("cluster1".into()),
+                    labels: Some([(CLUSTER_NAME_LABEL.to_owned(), "cluster1".to_owned())].into()),
                     ..ObjectMeta::default()
                 },
                 ..Namespace::default()
@@ -159,7 +162,11 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         (
             DataType::managed_clusters(),
             Arc::new(RegistrationService::new(
-                ManagedClusterOps::new(kube.clone(), cluster_index.clone()),
+                ManagedClusterOps::new(
+                    kube.clone(),
+                    cluster_index.clone(),
+                    Arc::new(OwnClusterOnly),
+                ),
                 outbox.clone(),
             )) as Arc<dyn EventHandler>,
         ),

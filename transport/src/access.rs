@@ -4,6 +4,7 @@
 
 use crate::event::CloudEvent;
 use crate::event_type::{DataType, EventAction, EventType, SubResource};
+use ocm_api::registration::{ClusterNameError, truncated, validate_cluster_name};
 
 /// A resource attribute check: may the caller `verb` this?
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -21,13 +22,12 @@ pub struct AccessRequest {
 /// namespace from `clustername`, `status` subresource for status events.
 pub fn publish_access(event: &CloudEvent) -> Result<AccessRequest, AccessError> {
     let cluster = match event.cluster_name() {
-        Some(cluster) => cluster.to_owned(),
+        Some(cluster) => checked_cluster(cluster)?,
         None => return Err(AccessError::NoClusterName),
     };
-    let event_type: EventType = event
-        .event_type
+    let event_type: EventType = checked_type(&event.event_type)?
         .parse()
-        .map_err(|_| AccessError::BadType(event.event_type.clone()))?;
+        .map_err(|_| AccessError::BadType(truncated(&event.event_type, MAX_TYPE_LENGTH)))?;
     let verb = match event_type.action {
         EventAction::CreateRequest => "create",
         EventAction::UpdateRequest => "update",
@@ -53,18 +53,38 @@ pub fn publish_access(event: &CloudEvent) -> Result<AccessRequest, AccessError> 
 /// The check for subscribing to `data_type` events of `cluster`: verb `watch` (`subscribe`
 /// for token requests) in the cluster's namespace.
 pub fn subscribe_access(cluster: &str, data_type: &str) -> Result<AccessRequest, AccessError> {
-    if cluster.is_empty() {
-        return Err(AccessError::NoClusterName);
-    }
-    let data_type: DataType = data_type
+    let cluster = checked_cluster(cluster)?;
+    let data_type: DataType = checked_type(data_type)?
         .parse()
-        .map_err(|_| AccessError::BadType(data_type.to_owned()))?;
+        .map_err(|_| AccessError::BadType(truncated(data_type, MAX_TYPE_LENGTH)))?;
     let verb = if data_type == DataType::token_requests() {
         "subscribe"
     } else {
         "watch"
     };
-    Ok(resource_of(&data_type, cluster.to_owned(), verb))
+    Ok(resource_of(&data_type, cluster, verb))
+}
+
+/// Longest event or data type taken to the authorizer: a data type is `<group>.<version>.
+/// <resource>` (a DNS subdomain and two DNS labels), an event type adds two short segments.
+const MAX_TYPE_LENGTH: usize = 400;
+
+/// A cluster name is a managed cluster's only when it is a DNS-1123 label that is not
+/// reserved (OCM's ManagedCluster webhook requires the label): checked before anything else, so
+/// a peer cannot make the hub review, cache or log a name of megabytes.
+fn checked_cluster(cluster: &str) -> Result<String, AccessError> {
+    if cluster.is_empty() {
+        return Err(AccessError::NoClusterName);
+    }
+    validate_cluster_name(cluster).map_err(AccessError::BadClusterName)?;
+    Ok(cluster.to_owned())
+}
+
+fn checked_type(text: &str) -> Result<&str, AccessError> {
+    if text.len() > MAX_TYPE_LENGTH {
+        return Err(AccessError::BadType(truncated(text, MAX_TYPE_LENGTH)));
+    }
+    Ok(text)
 }
 
 /// Group, resource and name by data type: ManifestWorks for manifestbundles, the cluster itself
@@ -130,6 +150,8 @@ fn token_request_name(event: &CloudEvent) -> Result<String, AccessError> {
 pub enum AccessError {
     #[error("the event has no ce-clustername attribute")]
     NoClusterName,
+    #[error(transparent)]
+    BadClusterName(ClusterNameError),
     #[error("{0:?} is not an OCM event or data type")]
     BadType(String),
     #[error("action {0} cannot be published")]
@@ -301,5 +323,38 @@ mod tests {
             subscribe_access("c", "leases"),
             Err(AccessError::BadType(_))
         ));
+    }
+
+    #[test]
+    fn cluster_names_that_are_no_managed_cluster_are_refused_before_authorization() {
+        let lease = "coordination.k8s.io.v1.leases.spec.update_request";
+        let empty = event(lease, Some(""), None);
+        assert_eq!(publish_access(&empty), Err(AccessError::NoClusterName));
+        let huge = "x".repeat(2 << 20);
+        let message = subscribe_access(&huge, "coordination.k8s.io.v1.leases")
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 200, "the name is not echoed whole");
+        for bad in ["kube-system", "default", "managed-clusters", "UPPER", "a:b"] {
+            assert!(
+                matches!(
+                    subscribe_access(bad, "coordination.k8s.io.v1.leases"),
+                    Err(AccessError::BadClusterName(_))
+                ),
+                "{bad}"
+            );
+            assert!(
+                matches!(
+                    publish_access(&event(lease, Some(bad), None)),
+                    Err(AccessError::BadClusterName(_))
+                ),
+                "{bad}"
+            );
+        }
+        let long_type = format!("{}.v1.leases", "g".repeat(1 << 20));
+        let Err(AccessError::BadType(quoted)) = subscribe_access("cluster1", &long_type) else {
+            panic!("a megabyte type must be refused");
+        };
+        assert!(quoted.len() < 500);
     }
 }

@@ -189,6 +189,8 @@ pub struct CertIdentity {
     pub user: String,
     /// Subject organizations, in order.
     pub groups: Vec<String>,
+    /// The end of the certificate's validity.
+    pub not_after: Option<std::time::SystemTime>,
 }
 
 /// Reads user (CN) and groups (O) from a verified leaf certificate.
@@ -210,7 +212,14 @@ pub fn cert_identity(leaf: &CertificateDer<'_>) -> Result<CertIdentity, TlsError
         .iter_organization()
         .map(|o| text(o).map_err(|e| TlsError::Certificate(e.to_string())))
         .collect::<Result<_, _>>()?;
-    Ok(CertIdentity { user, groups })
+    let not_after = u64::try_from(cert.validity().not_after.timestamp())
+        .ok()
+        .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    Ok(CertIdentity {
+        user,
+        groups,
+        not_after,
+    })
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -26,16 +26,28 @@ impl WireBytes {
     }
 }
 
-/// A connection whose bytes are added to a [`WireBytes`].
+/// A connection whose bytes are added to a [`WireBytes`], holding the broker's connection slot
+/// (if given) for as long as it lives.
 #[derive(Debug)]
 pub struct Counted<T> {
     inner: T,
     bytes: Arc<WireBytes>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl<T> Counted<T> {
     pub fn new(inner: T, bytes: Arc<WireBytes>) -> Self {
-        Self { inner, bytes }
+        Self {
+            inner,
+            bytes,
+            _slot: None,
+        }
+    }
+
+    /// Keeps `slot` until the connection is dropped.
+    pub fn holding(mut self, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        self._slot = Some(slot);
+        self
     }
 }
 

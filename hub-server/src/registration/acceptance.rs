@@ -14,9 +14,10 @@ use futures::StreamExt as _;
 use ocm_api::cluster::v1::{CONDITION_HUB_ACCEPTED, ManagedCluster};
 use ocm_api::condition::{self, ConditionStatus};
 use ocm_api::k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use ocm_api::k8s_openapi::api::core::v1::Namespace;
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use ocm_api::kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use ocm_api::kube::api::{Patch, PatchParams, PostParams};
 use ocm_api::kube::core::ClusterResourceScope;
 use ocm_api::kube::runtime::controller::{Action, Controller};
 use ocm_api::kube::runtime::reflector::ObjectRef;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clusters::ClusterFeed;
 use super::finalizer::{self, ignore_missing};
+use super::ownership::{self, ClaimError};
 use super::{cleanup, rbac, standing};
 use crate::csr::CLUSTER_NAME_LABEL;
 use crate::services::leases::CLUSTER_LEASE;
@@ -50,9 +52,23 @@ const CONFLICT_RETRY: Duration = Duration::from_millis(500);
 const STANDING_READ_LIMIT: Duration = Duration::from_secs(60);
 /// How often a denied or deleted cluster is looked at while ManifestWorks remain (OCM: 5 s).
 const WORKS_RECHECK: Duration = Duration::from_secs(5);
+/// How often a refused cluster (a reserved name, a name taken by someone else's objects) is
+/// looked at again, in case what was in its way is gone.
+const REFUSED_RECHECK: Duration = Duration::from_secs(300);
+/// The reason recorded on a cluster whose grants the hub refuses to write.
+pub const REASON_REFUSED: &str = "HubRefusedClusterName";
 
-/// Called with a cluster's name after its grants changed (accepted, denied, removed).
-pub type GrantsChanged = Arc<dyn Fn(&str) + Send + Sync>;
+/// How a cluster's grants changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrantChange {
+    /// Accepted: more is allowed than before.
+    Granted,
+    /// Denied or deleted: what was allowed is not any more, so open streams must end.
+    Revoked,
+}
+
+/// Called with a cluster's name after its grants changed.
+pub type GrantsChanged = Arc<dyn Fn(&str, GrantChange) + Send + Sync>;
 
 /// How clusters are accepted.
 #[derive(Clone, Default)]
@@ -290,10 +306,31 @@ async fn reconcile(
             .await
             .map_err(err("removing the finalizer"))?;
         ctx.forget_granted(&name);
+        if let Some(grants_changed) = &ctx.config.grants_changed {
+            grants_changed(&name, GrantChange::Revoked);
+        }
         tracing::info!(cluster = %name, "ManagedCluster cleaned up");
         return Ok(Action::await_change());
     }
+    if let Err(refusal) = ocm_api::registration::validate_cluster_name(&name) {
+        return refuse(client, &cluster, &refusal.to_string()).await;
+    }
+    let accepted = cluster.spec.hub_accepts_client;
+    let claim = async |accepted: bool| match claim_names(client, &name, accepted).await {
+        Ok(()) => Ok(None),
+        Err(ClaimError::Foreign(foreign)) => refuse(client, &cluster, &foreign.to_string())
+            .await
+            .map(Some),
+        Err(ClaimError::Kube(source)) => Err(AcceptanceError {
+            cluster: name.clone(),
+            what: "reading what its grants would replace",
+            source: Box::new(source),
+        }),
+    };
     if ctx.config.auto_accept && !auto_accepted_before(&cluster) {
+        if let Some(refused) = claim(true).await? {
+            return Ok(refused);
+        }
         auto_accept(client, &cluster)
             .await
             .map_err(err("accepting it automatically"))?;
@@ -301,7 +338,6 @@ async fn reconcile(
         // The patch brings the cluster back here, accepted.
         return Ok(Action::await_change());
     }
-    let accepted = cluster.spec.hub_accepts_client;
     let recorded_accepted = cluster
         .status
         .as_ref()
@@ -313,6 +349,9 @@ async fn reconcile(
     {
         // Woken by a change of status or labels: the grants stand as applied.
         return Ok(Action::requeue(RESYNC));
+    }
+    if let Some(refused) = claim(accepted).await? {
+        return Ok(refused);
     }
     apply(client, &rbac::cluster_role(&name, accepted))
         .await
@@ -388,7 +427,12 @@ async fn reconcile(
         // Before the condition is recorded (which agents act on): decisions cached from before
         // the grants changed must not outlive them.
         if let Some(grants_changed) = &ctx.config.grants_changed {
-            grants_changed(&name);
+            let change = if accepted {
+                GrantChange::Granted
+            } else {
+                GrantChange::Revoked
+            };
+            grants_changed(&name, change);
         }
         // Guarded by the resourceVersion the conditions were read at: the list is written
         // whole, and an agent's report (Available) written meanwhile must not be lost. A
@@ -413,6 +457,76 @@ async fn reconcile(
         ctx.record_granted(&cluster);
     }
     Ok(Action::requeue(requeue))
+}
+
+/// Checks that every object the cluster's grants would write is free or already the cluster's
+/// ([`ownership`]): its ClusterRole and ClusterRoleBinding, and once accepted its namespace and
+/// the RoleBindings there.
+async fn claim_names(client: &Client, cluster: &str, accepted: bool) -> Result<(), ClaimError> {
+    let role = rbac::cluster_role_name(cluster);
+    ownership::claim(&Api::<ClusterRole>::all(client.clone()), &role, cluster).await?;
+    ownership::claim(
+        &Api::<ClusterRoleBinding>::all(client.clone()),
+        &role,
+        cluster,
+    )
+    .await?;
+    if accepted {
+        ownership::claim(&Api::<Namespace>::all(client.clone()), cluster, cluster).await?;
+        let bindings = Api::<RoleBinding>::namespaced(client.clone(), cluster);
+        for name in [
+            rbac::registration_role_binding_name(cluster),
+            rbac::work_role_binding_name(cluster),
+        ] {
+            ownership::claim(&bindings, &name, cluster).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Grants nothing to a cluster whose name the hub refuses, and says why on the cluster
+/// (`HubAcceptedManagedCluster` False), once.
+async fn refuse(
+    client: &Client,
+    cluster: &ManagedCluster,
+    why: &str,
+) -> Result<Action, AcceptanceError> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let mut conditions = cluster
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let message = format!("the hub grants this cluster nothing: {why}");
+    let changed = condition::set(
+        &mut conditions,
+        CONDITION_HUB_ACCEPTED,
+        ConditionStatus::False,
+        REASON_REFUSED,
+        &message,
+        ocm_api::k8s_openapi::jiff::Timestamp::now(),
+    );
+    if changed {
+        tracing::warn!(cluster = %ocm_api::registration::truncated(&name, 63), %why, "refused to grant a cluster anything");
+        let patch = serde_json::json!({
+            "metadata": {"resourceVersion": cluster.metadata.resource_version},
+            "status": {"conditions": conditions},
+        });
+        match Api::<ManagedCluster>::all(client.clone())
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => {
+                return Ok(Action::requeue(CONFLICT_RETRY));
+            }
+            other => other.map_err(|source| AcceptanceError {
+                cluster: name.clone(),
+                what: "recording the refusal",
+                source: Box::new(source),
+            })?,
+        };
+    }
+    Ok(Action::requeue(REFUSED_RECHECK))
 }
 
 fn auto_accepted_before(cluster: &ManagedCluster) -> bool {
@@ -475,11 +589,21 @@ where
         .map(|_| ())
 }
 
-/// Server-side apply of a RoleBinding in its namespace.
+/// Server-side apply of a RoleBinding in its namespace. A binding is immutable in what it
+/// refers to, so one made by an older hub for another role (the shared roles were renamed so
+/// that no cluster name can produce theirs) is replaced: released, deleted, applied anew.
 async fn apply_binding(client: &Client, binding: &RoleBinding) -> Result<(), ocm_api::kube::Error> {
     let name = binding.metadata.name.clone().unwrap_or_default();
     let namespace = binding.metadata.namespace.clone().unwrap_or_default();
-    Api::<RoleBinding>::namespaced(client.clone(), &namespace)
+    let bindings = Api::<RoleBinding>::namespaced(client.clone(), &namespace);
+    if let Some(existing) = bindings.get_opt(&name).await?
+        && existing.role_ref != binding.role_ref
+    {
+        tracing::info!(%namespace, %name, from = %existing.role_ref.name, to = %binding.role_ref.name, "replacing a RoleBinding that refers to another role");
+        release(&bindings, &existing, rbac::WORK_CLEANUP_FINALIZER).await?;
+        ownership::delete_own(&bindings, &name, &namespace).await?;
+    }
+    bindings
         .patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -487,6 +611,35 @@ async fn apply_binding(client: &Client, binding: &RoleBinding) -> Result<(), ocm
         )
         .await
         .map(|_| ())
+}
+
+/// Removes `finalizer` from `binding`, keeping every other controller's, guarded by the
+/// resourceVersion the list was read at (a finalizer added meanwhile is not lost: the write
+/// conflicts and the next reconcile reads again).
+async fn release(
+    bindings: &Api<RoleBinding>,
+    binding: &RoleBinding,
+    finalizer: &str,
+) -> Result<(), ocm_api::kube::Error> {
+    let held = binding.metadata.finalizers.iter().flatten();
+    if !held.clone().any(|f| f == finalizer) {
+        return Ok(());
+    }
+    let kept: Vec<&String> = held.filter(|f| *f != finalizer).collect();
+    let patch = serde_json::json!({"metadata": {
+        "finalizers": kept,
+        "resourceVersion": binding.metadata.resource_version,
+    }});
+    ignore_missing(
+        bindings
+            .patch(
+                binding.metadata.name.as_deref().unwrap_or_default(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .map(|_| ()),
+    )
 }
 
 /// The cluster lease the agent renews, created once (renewed from now, so a cluster whose
@@ -520,10 +673,10 @@ async fn create_lease(
 }
 
 /// Removes the namespace RoleBindings (a denied cluster) and, when `all`, the per-cluster
-/// ClusterRole and ClusterRoleBinding too (a deleted cluster). The work RoleBinding is deleted
-/// but keeps its finalizer — so the work agent can still finish removing what it applied —
-/// until no ManifestWork is left in the namespace; returns whether that point was reached. The
-/// namespace stays, as in OCM.
+/// ClusterRole and ClusterRoleBinding too (a deleted cluster) — each only if the hub made it
+/// for this cluster ([`ownership`]). The work RoleBinding is deleted but keeps its finalizer —
+/// so the work agent can still finish removing what it applied — until no ManifestWork is left
+/// in the namespace; returns whether that point was reached. The namespace stays, as in OCM.
 async fn remove_grants(
     client: &Client,
     cluster: &str,
@@ -532,27 +685,17 @@ async fn remove_grants(
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), cluster);
     let work = rbac::work_role_binding_name(cluster);
     for name in [rbac::registration_role_binding_name(cluster), work.clone()] {
-        ignore_missing(
-            bindings
-                .delete(&name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        ownership::delete_own(&bindings, &name, cluster).await?;
     }
     if all {
         let name = rbac::cluster_role_name(cluster);
-        ignore_missing(
-            Api::<ClusterRoleBinding>::all(client.clone())
-                .delete(&name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
-        ignore_missing(
-            Api::<ClusterRole>::all(client.clone())
-                .delete(&name, &DeleteParams::default())
-                .await
-                .map(|_| ()),
-        )?;
+        ownership::delete_own(
+            &Api::<ClusterRoleBinding>::all(client.clone()),
+            &name,
+            cluster,
+        )
+        .await?;
+        ownership::delete_own(&Api::<ClusterRole>::all(client.clone()), &name, cluster).await?;
     }
     let works = cleanup::MANIFEST_WORKS.list(client, cluster).await?;
     if !works.is_empty() {
@@ -563,17 +706,10 @@ async fn remove_grants(
         );
         return Ok(false);
     }
-    if bindings.get_opt(&work).await?.is_some() {
-        ignore_missing(
-            bindings
-                .patch(
-                    &work,
-                    &PatchParams::default(),
-                    &Patch::Merge(serde_json::json!({"metadata": {"finalizers": null}})),
-                )
-                .await
-                .map(|_| ()),
-        )?;
+    if let Some(binding) = bindings.get_opt(&work).await?
+        && ownership::labelled_for(&binding.metadata, cluster)
+    {
+        release(&bindings, &binding, rbac::WORK_CLEANUP_FINALIZER).await?;
     }
     Ok(true)
 }

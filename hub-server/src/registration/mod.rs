@@ -10,5 +10,6 @@ pub mod clustersets;
 pub mod drift;
 pub mod finalizer;
 pub mod liveness;
+pub mod ownership;
 pub mod rbac;
 pub mod standing;

@@ -20,10 +20,13 @@ use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::csr::CLUSTER_NAME_LABEL;
 
-/// The shared ClusterRole a cluster namespace's registration RoleBinding refers to.
-pub const SHARED_REGISTRATION_ROLE: &str = "open-cluster-management:managedcluster:registration";
-/// The shared ClusterRole a cluster namespace's work RoleBinding refers to.
-pub const SHARED_WORK_ROLE: &str = "open-cluster-management:managedcluster:work";
+/// The shared ClusterRole a cluster namespace's registration RoleBinding refers to. OCM names it
+/// `open-cluster-management:managedcluster:registration`, which is also the per-cluster role
+/// name of a cluster called `registration`: ours has a name no cluster name can produce.
+pub const SHARED_REGISTRATION_ROLE: &str =
+    "open-cluster-management:managedcluster-shared:registration";
+/// The shared ClusterRole a cluster namespace's work RoleBinding refers to (see above).
+pub const SHARED_WORK_ROLE: &str = "open-cluster-management:managedcluster-shared:work";
 /// Keeps the work RoleBinding until the namespace holds no ManifestWork.
 pub const WORK_CLEANUP_FINALIZER: &str = "cluster.open-cluster-management.io/manifest-work-cleanup";
 

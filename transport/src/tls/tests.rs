@@ -144,15 +144,22 @@ async fn mutual_tls_13_with_h2_reads_user_and_groups_from_the_client_certificate
     let client = client_config(&ca.pem(), Some(ReloadableIdentity::new(&agent).unwrap())).unwrap();
     assert_eq!(connect(port, client).await.unwrap(), "hub");
     let seen = accepted.recv().await.unwrap().unwrap();
+    let identity = seen.identity.unwrap();
+    assert!(
+        identity
+            .not_after
+            .is_some_and(|t| t > std::time::SystemTime::now())
+    );
     assert_eq!(
-        seen.identity,
-        Some(CertIdentity {
+        identity,
+        CertIdentity {
             user: "system:open-cluster-management:cluster1:agent".into(),
             groups: vec![
                 "system:open-cluster-management:cluster1".into(),
                 "system:open-cluster-management:managed-clusters".into()
             ],
-        })
+            not_after: identity.not_after,
+        }
     );
     assert_eq!(seen.alpn.as_deref(), Some(ALPN_H2));
     assert_eq!(seen.version, Some(rustls::ProtocolVersion::TLSv1_3));
