@@ -76,6 +76,13 @@ enum Command {
         /// ManagedCluster and certificate request).
         #[arg(long)]
         wait: bool,
+        /// Whose certificate requests may be approved (default: the bootstrap identities and
+        /// the cluster's own agents). Several waiting requests of those are refused.
+        #[arg(long, value_delimiter = ',')]
+        requesters: Vec<String>,
+        /// Approve every waiting certificate request of the cluster, whoever asked.
+        #[arg(long)]
+        skip_approve_check: bool,
     },
     /// Join the managed cluster of --kubeconfig to a hub (run the command `ocmctl init` or
     /// `ocmctl get token` printed on the hub).
@@ -422,11 +429,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             }
         }
-        Command::Accept { clusters, wait } => {
+        Command::Accept {
+            clusters,
+            wait,
+            requesters,
+            skip_approve_check,
+        } => {
             let client = hub_client(cli.kubeconfig.as_deref()).await?;
-            let wait = if wait { cli.timeout } else { Duration::ZERO };
+            let options = ocm_cli::accept::AcceptOptions {
+                wait: if wait { cli.timeout } else { Duration::ZERO },
+                requesters,
+                skip_approve_check,
+            };
             for cluster in &clusters {
-                let accepted = ocm_cli::accept::accept(&client, cluster, wait).await?;
+                let accepted = ocm_cli::accept::accept(&client, cluster, &options).await?;
+                for skipped in &accepted.skipped {
+                    eprintln!("{cluster}: not approved, its requester does not count: {skipped}");
+                }
                 let csrs = if accepted.approved.is_empty() {
                     "no pending certificate request".to_owned()
                 } else {

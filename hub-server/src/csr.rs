@@ -198,6 +198,12 @@ fn pem_der(pem: &[u8]) -> Result<Vec<u8>, CsrRefusal> {
     Ok(parsed.contents)
 }
 
+/// The common name a PEM certificate request asks for (what `ocmctl accept` shows an
+/// administrator).
+pub fn requested_common_name(pem: &[u8]) -> Result<String, CsrRefusal> {
+    request_subject(pem).map(|subject| subject.common_name)
+}
+
 fn request_subject(pem: &[u8]) -> Result<Subject, CsrRefusal> {
     let der = pem_der(pem)?;
     let (_, request) = X509CertificationRequest::from_der(&der)

@@ -192,7 +192,11 @@ pub async fn start(
     let clusters: Api<ManagedCluster> = Api::all(client.clone());
     for cluster in managed {
         let wait = deadline.saturating_duration_since(tokio::time::Instant::now());
-        ocm_cli::accept::accept(&client, cluster.name(), wait)
+        let options = ocm_cli::accept::AcceptOptions {
+            wait,
+            ..ocm_cli::accept::AcceptOptions::default()
+        };
+        ocm_cli::accept::accept(&client, cluster.name(), &options)
             .await
             .map_err(|e| TestEnvError::Ocm(e.to_string()))?;
     }
