@@ -18,7 +18,7 @@ use ocm_hub_server::hub::{self, HubClients, HubConfig};
 use ocm_hub_server::pki::PkiConfig;
 use ocm_hub_server::registration::availability::{self, AvailabilityConfig};
 use ocm_hub_server::webhook::WebhookConfig;
-use ocm_transport::broker::BrokerConfig;
+use ocm_transport::broker::{BrokerConfig, BrokerLimits};
 use ocm_transport::grpc_config::parse_go_duration;
 use ocm_transport::mqtt_config::MqttConfig;
 use ocm_transport::mqtt_transport::Role;
@@ -201,6 +201,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         lease_write_interval: cli.lease_write_interval,
         broker: BrokerConfig {
             heartbeat_interval: cli.heartbeat_interval,
+            limits: BrokerLimits {
+                // A connection is authenticated again at least as often as certificates are
+                // renewed, so one opened with a certificate never outlives it by much.
+                max_connection_age: Some(cli.client_cert_validity),
+                ..BrokerLimits::default()
+            },
             ..BrokerConfig::default()
         },
         max_message_size: cli.max_message_size,
