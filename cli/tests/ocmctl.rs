@@ -48,40 +48,17 @@ async fn accept_approves_the_clusters_requests_and_get_clusters_shows_it() {
         )
         .await
         .unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::default();
-    params.distinguished_name.push(
-        rcgen::DnType::CommonName,
-        "system:open-cluster-management:cluster1:a",
-    );
-    let request = params.serialize_request(&key).unwrap().pem().unwrap();
-    Api::<CertificateSigningRequest>::all(kube.clone())
-        .create(
-            &PostParams::default(),
-            &CertificateSigningRequest {
-                metadata: ObjectMeta {
-                    name: Some("cluster1-abcde".into()),
-                    labels: Some(BTreeMap::from([(
-                        "open-cluster-management.io/cluster-name".to_owned(),
-                        "cluster1".to_owned(),
-                    )])),
-                    ..ObjectMeta::default()
-                },
-                spec: CertificateSigningRequestSpec {
-                    request: ByteString(request.into_bytes()),
-                    signer_name: "open-cluster-management.io/grpc".into(),
-                    usages: Some(vec!["client auth".into()]),
-                    ..CertificateSigningRequestSpec::default()
-                },
-                status: None,
-            },
-        )
-        .await
-        .unwrap();
+    request_certificate(&kube, "cluster1", "cluster1-abcde", "a", BOOTSTRAP_USER).await;
+    // Someone else's request for the same cluster is left alone.
+    request_certificate(&kube, "cluster1", "cluster1-other", "b", "alice").await;
 
     let (ok, out, err) = ocmctl(&hub, &["accept", "--clusters", "cluster1"]);
     assert!(ok, "{err}");
     assert_eq!(out, "cluster1: accepted; approved cluster1-abcde\n");
+    assert!(
+        err.contains("cluster1-other (requester alice"),
+        "the skipped request is named: {err}"
+    );
     let csr = Api::<CertificateSigningRequest>::all(kube.clone())
         .get("cluster1-abcde")
         .await
@@ -101,6 +78,42 @@ async fn accept_approves_the_clusters_requests_and_get_clusters_shows_it() {
     assert_eq!(
         out,
         "cluster1: was already accepted; no pending certificate request\n"
+    );
+
+    // Two bootstrap requests for one cluster: one of them is not its agent's. Nothing is
+    // approved and both are listed, until the administrator says otherwise.
+    Api::<ManagedCluster>::all(kube.clone())
+        .create(
+            &PostParams::default(),
+            &ManagedCluster::new("cluster2", ManagedClusterSpec::default()),
+        )
+        .await
+        .unwrap();
+    request_certificate(&kube, "cluster2", "cluster2-agent", "x7f2k", BOOTSTRAP_USER).await;
+    request_certificate(&kube, "cluster2", "cluster2-evil", "evil", BOOTSTRAP_USER).await;
+    let (ok, _, err) = ocmctl(&hub, &["accept", "--clusters", "cluster2"]);
+    assert!(!ok);
+    assert!(
+        err.contains("2 certificate requests waiting")
+            && err.contains("cluster2-agent (requester")
+            && err.contains("common name system:open-cluster-management:cluster2:evil"),
+        "{err}"
+    );
+    let csrs = Api::<CertificateSigningRequest>::all(kube.clone());
+    for name in ["cluster2-agent", "cluster2-evil"] {
+        assert!(
+            csrs.get(name).await.unwrap().status.is_none(),
+            "{name} approved"
+        );
+    }
+    let (ok, out, err) = ocmctl(
+        &hub,
+        &["accept", "--clusters", "cluster2", "--skip-approve-check"],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("approved cluster2-agent, cluster2-evil"),
+        "{out}"
     );
 
     // A cluster that never joined: what to do next.
@@ -124,4 +137,52 @@ async fn accept_approves_the_clusters_requests_and_get_clusters_shows_it() {
     let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(parsed[0]["metadata"]["name"], "cluster1");
     hub.stop();
+}
+
+const BOOTSTRAP_USER: &str =
+    "system:serviceaccount:open-cluster-management:agent-registration-bootstrap";
+
+/// A pending certificate request for `cluster`'s agent `agent`, as the hub creates it for
+/// `requester` (recorded in the `csr-user` annotation).
+async fn request_certificate(
+    kube: &ocm_api::kube::Client,
+    cluster: &str,
+    name: &str,
+    agent: &str,
+    requester: &str,
+) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::default();
+    params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        format!("system:open-cluster-management:{cluster}:{agent}"),
+    );
+    let request = params.serialize_request(&key).unwrap().pem().unwrap();
+    Api::<CertificateSigningRequest>::all(kube.clone())
+        .create(
+            &PostParams::default(),
+            &CertificateSigningRequest {
+                metadata: ObjectMeta {
+                    name: Some(name.into()),
+                    labels: Some(BTreeMap::from([(
+                        "open-cluster-management.io/cluster-name".to_owned(),
+                        cluster.to_owned(),
+                    )])),
+                    annotations: Some(BTreeMap::from([(
+                        "open-cluster-management.io/csr-user".to_owned(),
+                        requester.to_owned(),
+                    )])),
+                    ..ObjectMeta::default()
+                },
+                spec: CertificateSigningRequestSpec {
+                    request: ByteString(request.into_bytes()),
+                    signer_name: "open-cluster-management.io/grpc".into(),
+                    usages: Some(vec!["client auth".into()]),
+                    ..CertificateSigningRequestSpec::default()
+                },
+                status: None,
+            },
+        )
+        .await
+        .unwrap();
 }

@@ -233,6 +233,46 @@ async fn a_silent_agent_makes_its_cluster_unknown_and_unreachable_within_the_gra
     .await;
     beating.cancel();
     beat.await.unwrap();
+
+    // A last renewal dated a day ahead (a clock jump, or an agent that lies), then silence: the
+    // renewal counts from when the hub got it, so the cluster is lost after the grace as
+    // before, and the Lease does not carry the agent's date.
+    let mut lease = leases.get("managed-cluster-lease").await.unwrap();
+    let tomorrow = ocm_api::k8s_openapi::jiff::Timestamp::now()
+        + ocm_api::k8s_openapi::jiff::SignedDuration::from_hours(24);
+    lease.spec.as_mut().unwrap().renew_time = Some(MicroTime(tomorrow));
+    let who = Identity {
+        user: "system:open-cluster-management:cluster1:agent1".into(),
+        groups: vec!["system:open-cluster-management:cluster1".into()],
+    };
+    let event = registration::encode(
+        RegistrationKind::Lease,
+        SubResource::Spec,
+        EventAction::UpdateRequest,
+        "cluster1",
+        &lease,
+        uuid::Uuid::new_v4().to_string(),
+        jiff::Timestamp::now(),
+    )
+    .unwrap();
+    leases_service.handle(&who, event).await.unwrap();
+    eventually(
+        "Available=Unknown after a renewal dated ahead",
+        async || {
+            let cluster = clusters.get("cluster1").await.unwrap();
+            (available(&cluster).map(|a| a.0) == Some(ConditionStatus::Unknown)).then_some(())
+        },
+    )
+    .await;
+    let stored = leases.get("managed-cluster-lease").await.unwrap();
+    assert!(
+        stored
+            .spec
+            .unwrap()
+            .renew_time
+            .is_none_or(|t| t.0 < tomorrow),
+        "the agent's date was not stored"
+    );
     cancel.cancel();
     hub.stop();
 }

@@ -21,8 +21,8 @@ use serde::Deserialize;
 use crate::pem_source::{PemSourceError, TlsFiles};
 use crate::tls::PemIdentity;
 
-/// The file as written, before referenced files are read.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The file as written, before referenced files are read. Its `Debug` hides the token.
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GrpcConfigFile {
     #[serde(default)]
@@ -103,8 +103,9 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
     Some(total)
 }
 
-/// A usable client configuration.
-#[derive(Debug, Clone)]
+/// A usable client configuration. Its `Debug` hides the token (the identity's key is hidden by
+/// `PemIdentity`'s own).
+#[derive(Clone)]
 pub struct GrpcClientConfig {
     /// `host:port` of the broker.
     pub url: String,
@@ -118,6 +119,44 @@ pub struct GrpcClientConfig {
     /// An HTTP CONNECT proxy to reach the broker through. Not part of OCM's file: Go clients
     /// take it from `HTTPS_PROXY`, and so do our binaries, which set it here.
     pub proxy: Option<crate::http_proxy::HttpProxy>,
+}
+
+/// What `Debug` shows of a secret: whether there is one, never its value.
+pub(crate) fn redacted(secret: Option<&String>) -> Option<&'static str> {
+    secret.map(|_| "<redacted>")
+}
+
+impl std::fmt::Debug for GrpcConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcConfigFile")
+            .field("url", &self.url)
+            .field("tls", &self.tls)
+            .field("token", &redacted(self.token.as_ref()))
+            .field("token_file", &self.token_file)
+            .field("keep_alive_config", &self.keep_alive_config)
+            .field(
+                "server_healthiness_timeout",
+                &self.server_healthiness_timeout,
+            )
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for GrpcClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GrpcClientConfig")
+            .field("url", &self.url)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<PEM>"))
+            .field("client_identity", &self.client_identity)
+            .field("token", &redacted(self.token.as_ref()))
+            .field("keep_alive", &self.keep_alive)
+            .field(
+                "server_healthiness_timeout",
+                &self.server_healthiness_timeout,
+            )
+            .field("proxy", &self.proxy)
+            .finish()
+    }
 }
 
 impl GrpcConfigFile {
@@ -284,5 +323,32 @@ mod tests {
         }
         let nanos: GoDuration = serde_json::from_str("1500000000").unwrap();
         assert_eq!(nanos.0, Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_token_or_key() {
+        let file = GrpcConfigFile::from_yaml(
+            "url: hub:8090\ncaData: Y2E=\ntoken: s3cr3t-token\nclientKeyData: a2V5LWJ5dGVz\n",
+        )
+        .unwrap();
+        let shown = format!("{file:?}");
+        assert!(
+            !shown.contains("s3cr3t-token") && !shown.contains("a2V5LWJ5dGVz"),
+            "{shown}"
+        );
+        let config = GrpcClientConfig {
+            url: "hub:8090".into(),
+            ca_pem: Some("ca".into()),
+            client_identity: None,
+            token: Some("s3cr3t-token".into()),
+            keep_alive: None,
+            server_healthiness_timeout: None,
+            proxy: None,
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cr3t-token") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 }

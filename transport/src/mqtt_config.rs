@@ -31,7 +31,8 @@ use crate::mqtt_transport::{MqttSettings, Role};
 use crate::pem_source::{PemSourceError, TlsFiles};
 use crate::tls::{self, PemIdentity, ReloadableIdentity};
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The file as written. Its `Debug` hides the password.
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MqttConfigFile {
     #[serde(default)]
@@ -59,8 +60,8 @@ pub struct TopicsFile {
     pub agent_broadcast: Option<String>,
 }
 
-/// A usable MQTT configuration.
-#[derive(Debug, Clone)]
+/// A usable MQTT configuration. Its `Debug` hides the password.
+#[derive(Clone)]
 pub struct MqttConfig {
     pub host: String,
     pub port: u16,
@@ -69,6 +70,49 @@ pub struct MqttConfig {
     pub tls: Option<(Option<String>, PemIdentity)>,
     pub keep_alive: Duration,
     pub topics: Topics,
+}
+
+impl std::fmt::Debug for MqttConfigFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfigFile")
+            .field("broker_host", &self.broker_host)
+            .field("username", &self.username)
+            .field(
+                "password",
+                &crate::grpc_config::redacted(self.password.as_ref()),
+            )
+            .field("tls", &self.tls)
+            .field("keep_alive", &self.keep_alive)
+            .field("pub_qos", &self.pub_qos)
+            .field("sub_qos", &self.sub_qos)
+            .field("topics", &self.topics)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .field(
+                "tls",
+                &self
+                    .tls
+                    .as_ref()
+                    .map(|(ca, id)| (ca.as_ref().map(|_| "<PEM>"), id)),
+            )
+            .field("keep_alive", &self.keep_alive)
+            .field("topics", &self.topics)
+            .finish()
+    }
 }
 
 impl MqttConfigFile {
@@ -264,5 +308,25 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(reason), "{yaml:?}: {err}");
         }
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_password_or_key() {
+        let yaml = format!(
+            "brokerHost: b:1883\nusername: u\npassword: hunter2\nclientKeyData: c2VjcmV0a2V5\n{TOPICS}"
+        );
+        let file = MqttConfigFile::from_yaml(&yaml).unwrap();
+        let shown = format!("{file:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("c2VjcmV0a2V5"),
+            "{shown}"
+        );
+        let config = MqttConfigFile::from_yaml(&format!(
+            "brokerHost: b:1883\nusername: u\npassword: hunter2\n{TOPICS}"
+        ))
+        .unwrap()
+        .resolve(|_| Ok(String::new()))
+        .unwrap();
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

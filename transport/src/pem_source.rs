@@ -11,8 +11,9 @@ use serde::Deserialize;
 
 use crate::tls::PemIdentity;
 
-/// The CA and client-certificate keys both of OCM's configuration files share.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// The CA and client-certificate keys both of OCM's configuration files share. Its `Debug`
+/// hides the inline key.
+#[derive(Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TlsFiles {
     pub ca_file: Option<PathBuf>,
@@ -21,6 +22,25 @@ pub struct TlsFiles {
     pub client_key_file: Option<PathBuf>,
     pub client_cert_data: Option<String>,
     pub client_key_data: Option<String>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("ca_file", &self.ca_file)
+            .field("ca_data", &self.ca_data.as_ref().map(|_| "<PEM>"))
+            .field("client_cert_file", &self.client_cert_file)
+            .field("client_key_file", &self.client_key_file)
+            .field(
+                "client_cert_data",
+                &self.client_cert_data.as_ref().map(|_| "<PEM>"),
+            )
+            .field(
+                "client_key_data",
+                &crate::grpc_config::redacted(self.client_key_data.as_ref()),
+            )
+            .finish()
+    }
 }
 
 impl TlsFiles {

@@ -65,10 +65,11 @@ impl KindOps for LeaseOps {
         let name = lease.metadata.name.clone().unwrap_or_default();
         let api = Api::<Lease>::namespaced(self.client.clone(), &namespace);
         if name == CLUSTER_LEASE {
+            // A renewal counts from when the hub received it, whatever time the agent wrote:
+            // one dated in the future (a clock jump, a hostile agent) would otherwise keep a
+            // dead cluster Available until then, and be stored for a restarted hub to believe.
             let now = jiff::Timestamp::now();
-            let renewed = lease.spec.as_ref().and_then(|s| s.renew_time.clone());
-            self.liveness
-                .renewed(&namespace, renewed.as_ref().map_or(now, |t| t.0));
+            self.liveness.renewed(&namespace, now);
             let write = self
                 .liveness
                 .lease_write(&namespace, now, self.write_interval);
@@ -76,8 +77,7 @@ impl KindOps for LeaseOps {
                 return Ok(());
             }
             // Only the renewal matters, and a patch never conflicts with the hub's own writes.
-            let patch =
-                serde_json::json!({"spec": {"renewTime": renewed.unwrap_or(MicroTime(now))}});
+            let patch = serde_json::json!({"spec": {"renewTime": MicroTime(now)}});
             if write == LeaseWrite::Refresh {
                 // A refresh of a Lease the hub has written (or read at start): the renewal is
                 // answered from memory at once and the object follows in the background. The

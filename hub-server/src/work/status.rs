@@ -59,6 +59,9 @@ pub enum Skip {
     Coalesced,
     /// No such work (any more).
     Gone,
+    /// `Deleted=True` for a work nobody is deleting: an agent does not get to drop the
+    /// finalizer that keeps a work until its resources are gone.
+    NotDeleting,
 }
 
 impl Skip {
@@ -69,6 +72,7 @@ impl Skip {
             Self::Outdated => "outdated",
             Self::Coalesced => "coalesced",
             Self::Gone => "gone",
+            Self::NotDeleting => "not_deleting",
         }
     }
 }
@@ -161,6 +165,9 @@ pub fn decide(work: &ManifestWork, status: &PendingStatus, written: &Written) ->
         .flatten()
         .any(|f| f == MANIFEST_WORK_FINALIZER);
     if status.deleted {
+        if work.metadata.deletion_timestamp.is_none() {
+            return Decision::Skip(Skip::NotDeleting);
+        }
         return if finalized {
             Decision::RemoveFinalizer
         } else {
@@ -391,6 +398,13 @@ impl StatusWriter {
                     // The work went away between the offer and the write: nothing to keep.
                     (Skip::Gone, Some(slot)) if slot.pending.is_none() => {
                         slots.remove(&status.uid);
+                    }
+                    (Skip::NotDeleting, _) => {
+                        tracing::warn!(
+                            cluster,
+                            work,
+                            "ignored Deleted=True for a work that is not being deleted"
+                        );
                     }
                     _ => {}
                 }
@@ -794,6 +808,18 @@ mod tests {
         assert_eq!(
             decide(&work(9, &["other"], true), &deleted(1), &Written::default()),
             Decision::Skip(Skip::Unchanged)
+        );
+    }
+
+    #[test]
+    fn deleted_is_ignored_for_a_work_nobody_deletes() {
+        assert_eq!(
+            decide(
+                &work(9, &[MANIFEST_WORK_FINALIZER], false),
+                &deleted(1),
+                &Written::default()
+            ),
+            Decision::Skip(Skip::NotDeleting)
         );
     }
 
