@@ -542,10 +542,24 @@ async fn works_reach_the_agent_and_its_status_comes_back() {
         )],
         ..ManifestWorkStatus::default()
     };
+    // ...even when the apiserver refuses the hub's writes for a while (here an admission
+    // policy; in life an etcd leader change or API priority and fairness): the agent sent its
+    // Deleted=True once, and the hub keeps it until it is written.
+    let policy = refuse_work_writes(&kube).await;
     agent
         .publish(&status_event(&deleting, done, &sequence))
         .await
         .unwrap();
+    eventually("a refused write", async || {
+        (metrics.work_status_write_failures.get() > 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        works.get_opt("web").await.unwrap().is_some(),
+        "held while refused"
+    );
+    policy.await;
     eventually("the work to be gone", async || {
         works.get_opt("web").await.unwrap().is_none().then_some(())
     })
@@ -565,8 +579,93 @@ async fn works_reach_the_agent_and_its_status_comes_back() {
             .extension_timestamp(extension::DELETION_TIMESTAMP)
             .is_some()
     );
-    assert_eq!(metrics.work_status_write_failures.get(), 0);
 
     cancel.cancel();
     hub.stop();
+}
+
+/// Makes the apiserver refuse every update of ManifestWorks and their status (a
+/// ValidatingAdmissionPolicy), once it has taken effect; the future returned lifts it.
+async fn refuse_work_writes(kube: &Client) -> impl std::future::Future<Output = ()> {
+    use ocm_api::kube::api::DynamicObject;
+    use ocm_api::kube::discovery::ApiResource;
+    let resource = |kind: &str, plural: &str| {
+        ApiResource::from_gvk_with_plural(
+            &ocm_api::kube::core::GroupVersionKind::gvk("admissionregistration.k8s.io", "v1", kind),
+            plural,
+        )
+    };
+    let policies: Api<DynamicObject> = Api::all_with(
+        kube.clone(),
+        &resource("ValidatingAdmissionPolicy", "validatingadmissionpolicies"),
+    );
+    let bindings: Api<DynamicObject> = Api::all_with(
+        kube.clone(),
+        &resource(
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+        ),
+    );
+    let policy: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "refuse-work-writes"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["work.open-cluster-management.io"],
+                "apiVersions": ["*"],
+                "operations": ["UPDATE"],
+                "resources": ["manifestworks", "manifestworks/status"],
+            }]},
+            "validations": [{"expression": "false", "message": "refused for the test"}],
+        },
+    }))
+    .unwrap();
+    let binding: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "refuse-work-writes"},
+        "spec": {"policyName": "refuse-work-writes", "validationActions": ["Deny"]},
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    bindings
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    // In effect once a harmless update of a work no agent holds is refused.
+    let works: Api<ManifestWork> = Api::namespaced(kube.clone(), "default");
+    works
+        .create(
+            &PostParams::default(),
+            &ManifestWork::new("probe", config_map("probe")),
+        )
+        .await
+        .unwrap();
+    eventually("the policy to take effect", async || {
+        works
+            .patch(
+                "probe",
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"probe": "x"}}})),
+            )
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    async move {
+        bindings
+            .delete("refuse-work-writes", &DeleteParams::default())
+            .await
+            .unwrap();
+        policies
+            .delete("refuse-work-writes", &DeleteParams::default())
+            .await
+            .unwrap();
+    }
 }

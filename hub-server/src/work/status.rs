@@ -89,6 +89,19 @@ pub struct Slot {
     last_sequence: Option<SequenceId>,
     /// The resourceVersion the last write left the work at.
     written_version: Option<String>,
+    /// Writes that failed in a row: the pending status is kept and tried again, later each
+    /// time ([`retry_delay`]).
+    failures: u32,
+}
+
+/// How long after its `failures`-th failure in a row a status is written again: 1 s, doubled
+/// each time, at most 30 s. A status the agent has already published successfully is never
+/// dropped — the agent resends only when its status changes, and a lost `Deleted=True` would
+/// leave the work terminating.
+pub fn retry_delay(failures: u32) -> Duration {
+    Duration::from_secs(1)
+        .saturating_mul(2u32.saturating_pow(failures.saturating_sub(1)))
+        .min(Duration::from_secs(30))
 }
 
 /// What offering a status to a slot did.
@@ -373,6 +386,7 @@ impl StatusWriter {
                 if let Some(slot) = slot {
                     slot.last_hash = Some(status.hash.clone());
                     slot.written_version = version;
+                    slot.failures = 0;
                 }
             }
             Outcome::Finalized => {
@@ -387,6 +401,7 @@ impl StatusWriter {
                 if let Some(slot) = slot {
                     slot.last_hash = Some(status.hash.clone());
                     slot.written_version = version;
+                    slot.failures = 0;
                 }
             }
             Outcome::Skipped(skip) => {
@@ -411,7 +426,29 @@ impl StatusWriter {
             }
             Outcome::Failed(reason) => {
                 metrics.work_status_write_failures.inc();
-                tracing::warn!(cluster, work, generation = status.generation, error = %reason, "status not written");
+                let Some(slot) = slot else {
+                    tracing::warn!(cluster, work, generation = status.generation, error = %reason, "status not written");
+                    return;
+                };
+                // Kept for another try, unless a newer status has come meanwhile.
+                if slot.pending.is_none() {
+                    slot.pending = Some(status.clone());
+                }
+                slot.failures = slot.failures.saturating_add(1);
+                let delay = retry_delay(slot.failures);
+                tracing::warn!(cluster, work, generation = status.generation, error = %reason, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "status not written; trying again");
+                if !slot.queued {
+                    slot.queued = true;
+                    let queue =
+                        self.inner.queues[shard(&status.uid, self.inner.queues.len())].clone();
+                    let uid = status.uid.clone();
+                    drop(slots);
+                    // Ends with the writers: a closed queue refuses the send.
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = queue.send(uid).await;
+                    });
+                }
             }
         }
     }
@@ -809,6 +846,12 @@ mod tests {
             decide(&work(9, &["other"], true), &deleted(1), &Written::default()),
             Decision::Skip(Skip::Unchanged)
         );
+    }
+
+    #[test]
+    fn failed_writes_are_tried_again_later_each_time() {
+        let delays: Vec<u64> = (1..=7).map(|n| retry_delay(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
     }
 
     #[test]

@@ -138,7 +138,11 @@ pub async fn run(
     slow_pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut eviction = tokio::time::interval(Duration::from_secs(60));
     eviction.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When the last spec resync the hub took was sent; `None` until one succeeds after the
+    // latest (re)subscription. Eviction waits for it: after a resync that failed (the hub not
+    // ready, a broken stream) every work would look unknown, and its resources be deleted.
     let mut synced_at: Option<Instant> = None;
+    let mut resync = ResyncRetry::default();
     let mut deleted_recently = Forgotten::default();
     if let Some(cache) = &config.cache {
         for cached in remembered(cache, &config).await {
@@ -218,8 +222,21 @@ pub async fn run(
                 if cue.is_none() {
                     break;
                 }
-                ask_for_changes(&hub, &works, &config).await;
-                synced_at = Some(Instant::now());
+                synced_at = None;
+                resync = ResyncRetry::default();
+                if ask_for_changes(&hub, &works, &config).await {
+                    synced_at = Some(Instant::now());
+                } else {
+                    resync.failed();
+                }
+            }
+            () = sleep_until(resync.at) => {
+                if ask_for_changes(&hub, &works, &config).await {
+                    synced_at = Some(Instant::now());
+                    resync = ResyncRetry::default();
+                } else {
+                    resync.failed();
+                }
             }
             Some(key) = changed.recv() => {
                 for uid in index.get(&key).into_iter().flatten() {
@@ -431,12 +448,29 @@ fn receive(
     }
 }
 
-/// The spec resync request: the generation of every work held.
+/// A spec resync that failed is sent again, 1 s after the first failure, doubling to 30 s.
+#[derive(Debug, Default)]
+struct ResyncRetry {
+    at: Option<Instant>,
+    failures: u32,
+}
+
+impl ResyncRetry {
+    fn failed(&mut self) {
+        let delay = Duration::from_secs(1)
+            .saturating_mul(2u32.saturating_pow(self.failures))
+            .min(Duration::from_secs(30));
+        self.failures = self.failures.saturating_add(1);
+        self.at = Some(Instant::now() + delay);
+    }
+}
+
+/// The spec resync request: the generation of every work held. Whether the hub took it.
 async fn ask_for_changes(
     hub: &Publisher,
     works: &HashMap<String, Entry>,
     config: &WorkAgentConfig,
-) {
+) -> bool {
     let held = ResourceVersionList {
         resource_versions: works
             .iter()
@@ -456,10 +490,12 @@ async fn ask_for_changes(
     );
     match hub.publish(&event).await {
         Ok(()) => {
-            tracing::info!(cluster = %config.cluster, held = works.len(), "asked the hub for changed works")
+            tracing::info!(cluster = %config.cluster, held = works.len(), "asked the hub for changed works");
+            true
         }
         Err(error) => {
-            tracing::warn!(cluster = %config.cluster, %error, "work resync request not sent")
+            tracing::warn!(cluster = %config.cluster, %error, "work resync request not sent; retrying, and evicting nothing until it is");
+            false
         }
     }
 }
@@ -789,5 +825,18 @@ mod tests {
         }
         assert!(!forgotten.is_deletion_of_forgotten(&deletion_of("first")));
         assert_eq!(forgotten.uids.len(), Forgotten::KEPT);
+    }
+
+    #[test]
+    fn a_failed_resync_is_retried_sooner_then_later() {
+        let mut retry = ResyncRetry::default();
+        assert!(retry.at.is_none());
+        let mut delays = Vec::new();
+        for _ in 0..7 {
+            let before = Instant::now();
+            retry.failed();
+            delays.push(retry.at.unwrap().duration_since(before).as_secs());
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
     }
 }
