@@ -523,9 +523,13 @@ async fn delete_work_waits_until_the_agent_releases_it() {
     );
     assert!(!run.ok, "{run:?}");
     assert!(
-        run.err.contains(&format!(
-            "work \"web\" is still being deleted after 1.0s in cluster1 (finalizer {MANIFEST_WORK_FINALIZER})"
-        )) && run.err.contains("--force"),
+        // How long it waited depends on the machine's load; what is said does not.
+        run.err
+            .contains("work \"web\" is still being deleted after ")
+            && run.err.contains(&format!(
+                "s in cluster1 (finalizer {MANIFEST_WORK_FINALIZER})"
+            ))
+            && run.err.contains("--force"),
         "{}",
         run.err
     );
