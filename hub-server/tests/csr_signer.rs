@@ -174,6 +174,10 @@ async fn the_signer_approves_renewals_and_listed_users_signs_approved_requests_a
  {
     let cluster = Cluster::start("csr").await.unwrap();
     let admin = cluster.client().unwrap();
+    // The signer reads a bootstrap request's ManagedCluster (has it joined?).
+    ocm_hub_server::crds::install(&admin, &ocm_api::crds::hub(), Duration::from_secs(30))
+        .await
+        .unwrap();
     let roles: Api<ClusterRole> = Api::all(admin.clone());
     let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
     let pp = PostParams::default();
@@ -321,6 +325,50 @@ async fn the_signer_approves_renewals_and_listed_users_signs_approved_requests_a
         .unwrap();
     let joined = wait_for(&csrs, "cluster2-join", "issuing", issued).await;
     assert!(condition(&joined, "Approved").unwrap().contains("listed"));
+
+    // Once cluster2 has joined, a listed bootstrap user asking for its identity again (another
+    // key) waits for a person: the shared bootstrap credential must not hand a joined
+    // cluster's identity out. A request for a cluster that has not joined, sent after it, is
+    // still approved — so the one before it has been looked at.
+    let clusters: Api<ocm_api::cluster::v1::ManagedCluster> = Api::all(admin.clone());
+    clusters
+        .create(
+            &pp,
+            &ocm_api::cluster::v1::ManagedCluster::new(
+                "cluster2",
+                ocm_api::cluster::v1::ManagedClusterSpec::default(),
+            ),
+        )
+        .await
+        .unwrap();
+    let joined_condition = serde_json::json!({"status": {"conditions": [{
+        "type": "ManagedClusterJoined", "status": "True", "reason": "ManagedClusterJoined",
+        "message": "joined", "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }]}});
+    clusters
+        .patch_status(
+            "cluster2",
+            &PatchParams::default(),
+            &Patch::Merge(joined_condition),
+        )
+        .await
+        .unwrap();
+    let listed = client_as(&cluster, "bootstrap-listed", &[]).await;
+    Api::<CertificateSigningRequest>::all(listed.clone())
+        .create(&pp, &agent_csr("cluster2-again", "cluster2", "cluster2"))
+        .await
+        .unwrap();
+    Api::<CertificateSigningRequest>::all(listed)
+        .create(&pp, &agent_csr("cluster5-join", "cluster5", "cluster5"))
+        .await
+        .unwrap();
+    wait_for(&csrs, "cluster5-join", "issuing", issued).await;
+    let again = csrs.get("cluster2-again").await.unwrap();
+    assert_eq!(
+        condition(&again, "Approved"),
+        None,
+        "a joined cluster's identity"
+    );
 
     // The unlisted one waited; a person approves it, and the hub signs it.
     let waiting = csrs.get("cluster3-waits").await.unwrap();

@@ -337,7 +337,7 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         &foreign,
     );
     for (clustername, says) in [
-        ("cluster2", "may not create"),
+        ("cluster2", "may not act for cluster cluster2"),
         ("cluster1", "belongs to cluster \"cluster2\""),
     ] {
         event.extensions.insert(
@@ -412,25 +412,32 @@ async fn an_agent_registers_reports_and_resyncs_through_the_hubs_services() {
         },
         status: None,
     };
-    // A malformed request is refused by the apiserver's validation, reason and all.
-    let (code, status) = refusal(
-        agent
-            .publish(&spec_event(
-                RegistrationKind::CertificateSigningRequest,
-                SubResource::Spec,
-                EventAction::CreateRequest,
-                &csr,
-            ))
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(
-        (code, status.reason.as_str(), status.code),
-        (tonic::Code::FailedPrecondition, "Invalid", 422)
-    );
+    // A malformed request is refused by the hub before anything is created (the hub creates
+    // CSRs in its own name, so it relays only well-formed agent requests), with the reason.
+    let err = agent
+        .publish(&spec_event(
+            RegistrationKind::CertificateSigningRequest,
+            SubResource::Spec,
+            EventAction::CreateRequest,
+            &csr,
+        ))
+        .await
+        .unwrap_err();
+    let PublishError::Grpc(status) = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status}");
+    assert!(status.message().contains("malformed request"), "{status}");
     let mut csr = csr;
     let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::default();
+    params.distinguished_name.push(
+        DnType::OrganizationName,
+        "system:open-cluster-management:cluster1",
+    );
+    params
+        .distinguished_name
+        .push(DnType::CustomDnType(vec![2, 5, 4, 10]), MANAGED_CLUSTERS);
     params.distinguished_name.push(DnType::CommonName, AGENT);
     csr.spec.request = ByteString(
         params

@@ -100,6 +100,67 @@ enum Ended {
     Refused(String),
 }
 
+/// How long TLS alerts rejecting the certificate must go on, with no success in between,
+/// before the agent believes them. Anyone on the path can send such an alert before the broker
+/// has proven who it is; dropping a valid certificate for one would leave the cluster waiting
+/// for a person to approve it again. The broker's own `Unauthenticated` is believed at once.
+const ALERT_CONFIRMATION: Duration = Duration::from_secs(60);
+
+/// Whether the hub refuses the agent's credential, from what its client reports (pure).
+#[derive(Debug, Default)]
+struct Refusals {
+    /// The first of an unbroken run of TLS alerts, and the latest reason.
+    alerts_since: Option<(tokio::time::Instant, String)>,
+}
+
+impl Refusals {
+    /// Takes the client's latest word; `Some` when the credential is to be given up now.
+    fn observe(&mut self, refused: Option<String>, now: tokio::time::Instant) -> Option<String> {
+        match refused {
+            None => {
+                self.alerts_since = None;
+                None
+            }
+            Some(why) if ocm_transport::grpc_client::is_authenticated_refusal(&why) => Some(why),
+            Some(why) => {
+                let since = self.alerts_since.take().map_or(now, |(since, _)| since);
+                self.alerts_since = Some((since, why));
+                self.confirm(now)
+            }
+        }
+    }
+
+    /// When the alerts seen so far will have lasted long enough.
+    fn confirmation_due(&self) -> Option<tokio::time::Instant> {
+        self.alerts_since
+            .as_ref()
+            .map(|(since, _)| *since + ALERT_CONFIRMATION)
+    }
+
+    /// The reason, once the alerts have gone on for [`ALERT_CONFIRMATION`].
+    fn confirm(&self, now: tokio::time::Instant) -> Option<String> {
+        self.alerts_since
+            .as_ref()
+            .filter(|(since, _)| now >= *since + ALERT_CONFIRMATION)
+            .map(|(_, why)| why.clone())
+    }
+}
+
+/// The hub's CA as the bootstrap config names it.
+fn hub_ca(config: &AgentConfig) -> Option<&str> {
+    match &config.bootstrap.transport {
+        TransportConfig::Grpc(grpc) => grpc.ca_pem.as_deref(),
+        _ => None,
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs until `cancel`: with the stored credential or a new one from bootstrapping, and again
 /// from bootstrapping whenever the hub refuses the credential or it expires unrenewed.
 pub async fn run(
@@ -116,7 +177,7 @@ pub async fn run(
         } else {
             config
                 .credentials
-                .load(&name, Duration::from_secs(5))
+                .load(&name, Duration::from_secs(5), hub_ca(&config))
                 .await
                 .map_err(|e| AgentError::Credentials(Box::new(e)))?
         };
@@ -201,6 +262,7 @@ async fn connected(
         return Err(AgentError::NotGrpc);
     };
     let mut refusal = grpc_client.credential_refusal();
+    let mut refusals = Refusals::default();
     let (works_tx, works_resync_tx) = start_work_agent(spoke, config, &hub, &connection)?;
     let mut identity = identity;
     let mut validity = Validity::of(&identity.cert_chain)?;
@@ -232,7 +294,12 @@ async fn connected(
                     return Ok(Ended::Cancelled);
                 }
                 let refused = refusal.borrow_and_update().clone();
-                if let Some(why) = refused {
+                if let Some(why) = refusals.observe(refused, tokio::time::Instant::now()) {
+                    return Ok(Ended::Refused(why));
+                }
+            }
+            () = sleep_until_opt(refusals.confirmation_due()) => {
+                if let Some(why) = refusals.confirm(tokio::time::Instant::now()) {
                     return Ok(Ended::Refused(why));
                 }
             }
@@ -703,5 +770,46 @@ async fn http_get(spoke: &Client, path: &str) -> Option<bool> {
         Ok(body) => Some(body.trim() == "ok"),
         Err(ocm_api::kube::Error::Api(_)) => Some(false),
         Err(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_brokers_own_refusal_is_believed_at_once() {
+        let mut refusals = Refusals::default();
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            refusals.observe(Some("unauthenticated: expired".into()), now),
+            Some("unauthenticated: expired".into())
+        );
+    }
+
+    #[test]
+    fn tls_alerts_are_believed_only_when_they_go_on() {
+        let mut refusals = Refusals::default();
+        let start = tokio::time::Instant::now();
+        let alert = || Some("the broker rejected the client certificate (BadCertificate)".into());
+        assert_eq!(refusals.observe(alert(), start), None, "one forged alert");
+        assert_eq!(
+            refusals.confirmation_due(),
+            Some(start + ALERT_CONFIRMATION)
+        );
+        assert_eq!(
+            refusals.observe(alert(), start + Duration::from_secs(30)),
+            None
+        );
+        // A success in between starts the count again.
+        assert_eq!(
+            refusals.observe(None, start + Duration::from_secs(40)),
+            None
+        );
+        assert_eq!(refusals.confirmation_due(), None);
+        let again = start + Duration::from_secs(50);
+        assert_eq!(refusals.observe(alert(), again), None);
+        assert_eq!(refusals.confirm(again + Duration::from_secs(59)), None);
+        assert!(refusals.confirm(again + ALERT_CONFIRMATION).is_some());
     }
 }

@@ -44,10 +44,15 @@ impl CredentialStore {
 
     /// The stored identity, if there is one for this cluster and agent that is still valid
     /// for at least `margin`.
+    ///
+    /// A certificate that the hub's CA (`hub_ca`, from the bootstrap config) did not issue is
+    /// not used: a reinstalled hub with a new CA would only refuse it, and the agent should
+    /// not have to wait for that refusal, which it believes only once it persists.
     pub async fn load(
         &self,
         agent: &AgentName,
         margin: std::time::Duration,
+        hub_ca: Option<&str>,
     ) -> Result<Option<PemIdentity>, ocm_api::kube::Error> {
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &self.namespace);
         let Some(secret) = secrets.get_opt(&self.name).await? else {
@@ -63,6 +68,12 @@ impl CredentialStore {
         };
         if !usable(&cert, agent, margin) {
             tracing::info!(cluster = %agent.cluster, "stored hub credential is expired or not this agent's; joining again");
+            return Ok(None);
+        }
+        if let Some(ca) = hub_ca
+            && !issued_by(&cert, ca)
+        {
+            tracing::info!(cluster = %agent.cluster, "stored hub credential was not issued by the hub's CA; joining again");
             return Ok(None);
         }
         Ok(Some(PemIdentity {
@@ -111,6 +122,46 @@ impl CredentialStore {
 }
 
 /// The certificate names this agent and is valid for at least `margin` more.
+/// Whether the PEM certificate `cert` names one of the PEM CA certificates in `ca` as its
+/// issuer: by key identifier where both carry one (a CA made anew keeps its name but not its
+/// key), else by name.
+fn issued_by(cert: &str, ca: &str) -> bool {
+    use x509_parser::extensions::ParsedExtension;
+    let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert.as_bytes()) else {
+        return false;
+    };
+    let Ok((_, cert)) = x509_parser::parse_x509_certificate(&pem.contents) else {
+        return false;
+    };
+    let authority_key = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0)
+            }
+            _ => None,
+        });
+    x509_parser::pem::Pem::iter_from_buffer(ca.as_bytes())
+        .flatten()
+        .any(|ca_pem| {
+            let Ok((_, ca)) = x509_parser::parse_x509_certificate(&ca_pem.contents) else {
+                return false;
+            };
+            let subject_key = ca
+                .extensions()
+                .iter()
+                .find_map(|e| match e.parsed_extension() {
+                    ParsedExtension::SubjectKeyIdentifier(ski) => Some(ski.0),
+                    _ => None,
+                });
+            match (authority_key, subject_key) {
+                (Some(aki), Some(ski)) => aki == ski,
+                _ => ca.subject().as_raw() == cert.issuer().as_raw(),
+            }
+        })
+}
+
 fn usable(cert: &str, agent: &AgentName, margin: std::time::Duration) -> bool {
     let Ok((_, pem)) = x509_parser::pem::parse_x509_pem(cert.as_bytes()) else {
         return false;

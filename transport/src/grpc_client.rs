@@ -348,7 +348,7 @@ impl StreamEnd {
 /// (with TLS 1.3 the client learns of it only on its first read, as a transport error).
 pub fn refusal_reason(status: &Status) -> Option<String> {
     if status.code() == Code::Unauthenticated {
-        return Some(format!("unauthenticated: {}", status.message()));
+        return Some(format!("{UNAUTHENTICATED}{}", status.message()));
     }
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(status);
     while let Some(error) = next {
@@ -385,6 +385,16 @@ pub fn refusal_reason(status: &Status) -> Option<String> {
         next = inner.and_then(|i| i.source()).or_else(|| error.source());
     }
     None
+}
+
+const UNAUTHENTICATED: &str = "unauthenticated: ";
+
+/// Whether a refusal (as [`refusal_reason`] words it) was said by the broker itself, as a gRPC
+/// status over the established TLS session. The other kind, a TLS alert, may come before the
+/// server has proven who it is, so anyone on the path can send it (a hostile proxy, a spoofed
+/// address): an agent should not throw its credential away on one.
+pub fn is_authenticated_refusal(reason: &str) -> bool {
+    reason.starts_with(UNAUTHENTICATED)
 }
 
 /// The alerts with which a TLS server rejects a client certificate.

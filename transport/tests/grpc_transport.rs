@@ -930,6 +930,10 @@ async fn a_certificate_the_broker_does_not_trust_is_reported_as_refused_and_a_ne
     let why = refusal.borrow().clone().unwrap();
     assert!(why.contains("rejected the client certificate"), "{why}");
     assert!(
+        !ocm_transport::grpc_client::is_authenticated_refusal(&why),
+        "a TLS alert is not the broker's own word"
+    );
+    assert!(
         running.subscribed.try_recv().is_err(),
         "never subscribed with an untrusted certificate"
     );
@@ -1109,5 +1113,60 @@ async fn ocms_own_go_transport_publishes_to_and_subscribes_from_our_broker() {
     assert_eq!(
         report["extensionTypes"]["resourceversion"], "int32",
         "{report}"
+    );
+}
+
+/// A party on the path answers the client's hello with a plaintext fatal `bad_certificate`
+/// alert, before any server has proven itself: the client reports it, but as a TLS alert, not
+/// as the broker's authenticated refusal, so an agent does not drop its credential for it.
+#[tokio::test]
+async fn a_forged_tls_alert_is_not_taken_for_the_brokers_refusal() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pki = Pki {
+        ca: TestCa::new("hub-ca"),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut hello = [0u8; 4096];
+                let _ = tcp.read(&mut hello).await;
+                // TLS record: alert, TLS 1.2 framing, 2 bytes: fatal (2), bad_certificate (42).
+                let _ = tcp
+                    .write_all(&[0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x2a])
+                    .await;
+            });
+        }
+    });
+    let client = GrpcClient::new(&GrpcClientConfig {
+        url: format!("localhost:{port}"),
+        ca_pem: Some(pki.ca.pem()),
+        client_identity: Some(pki.agent("cluster1")),
+        token: None,
+        keep_alive: None,
+        server_healthiness_timeout: None,
+        proxy: None,
+    })
+    .unwrap();
+    let _ = client
+        .try_subscribe(SubscriptionRequest {
+            source: String::new(),
+            cluster_name: "cluster1".into(),
+            data_type: DataType::manifest_bundles().to_string(),
+        })
+        .await;
+    let why = client
+        .credential_refusal()
+        .borrow()
+        .clone()
+        .expect("the alert is reported");
+    assert!(why.contains("BadCertificate"), "{why}");
+    assert!(
+        !ocm_transport::grpc_client::is_authenticated_refusal(&why),
+        "{why}"
     );
 }
