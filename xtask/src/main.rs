@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
 //!
-//! - `k8s-bins`: build the real Kubernetes binaries into the cache (once per version).
+//! - `k8s-bins`: build the real Kubernetes binaries into the cache (once per version), and fetch
+//!   OCM's published CRDs there for the tests that compare against or install them.
 //! - `test`: the whole test suite, real clusters included (what `.ci/run` and the README use).
 //! - `up` / `down` / `status`: the local environment (a hub and managed clusters).
 
@@ -11,6 +12,8 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
+use ocm_testbins::assets::REFERENCE_CRDS_ENV;
+use ocm_testbins::components::{ALL, OCM_CRDS};
 use ocm_testbins::go_build::{self, BuildOutcome};
 use ocm_testbins::{Assets, AssetsLocation};
 
@@ -24,7 +27,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
-    /// from their Go modules into the cache (skipped when already cached).
+    /// from their Go modules into the cache, and fetch OCM's published CRDs from OCM's API
+    /// module there (each skipped when already cached).
     K8sBins {
         /// Rebuild even when a complete build is cached.
         #[arg(long)]
@@ -100,15 +104,31 @@ fn run(cli: Cli) -> Result<()> {
 /// Builds what is missing and returns the located binaries.
 fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
     let location = AssetsLocation::from_env()?;
-    let AssetsLocation::Cache(root) = &location else {
-        eprintln!(
-            "{} is set: using the binaries there, building nothing",
-            ocm_testbins::assets::ASSETS_ENV
-        );
-        return Ok(Assets::locate(&location)?);
+    let external_crds = std::env::var_os(REFERENCE_CRDS_ENV).is_some_and(|v| !v.is_empty());
+    if external_crds {
+        eprintln!("{REFERENCE_CRDS_ENV} is set: using OCM's CRDs there, fetching none");
+    }
+    let mut wanted: Vec<_> = ALL
+        .into_iter()
+        .filter(|c| !(external_crds && *c == OCM_CRDS))
+        .collect();
+    let root = match &location {
+        AssetsLocation::Cache(root) => root.clone(),
+        AssetsLocation::Directory(_) => {
+            eprintln!(
+                "{} is set: using the binaries there, building none",
+                ocm_testbins::assets::ASSETS_ENV
+            );
+            // The CRDs still come from the cache, which prebuilt binaries do not replace.
+            wanted.retain(|c| c.binaries.is_empty());
+            ocm_testbins::assets::default_cache_root()?
+        }
     };
+    if wanted.is_empty() {
+        return Ok(Assets::locate(&location)?);
+    }
     let progress = |line: &str| eprintln!("[k8s-bins] {line}");
-    let outcomes = go_build::build_missing(go, root, force, &progress)?;
+    let outcomes = go_build::build_components(go, &root, &wanted, force, &progress)?;
     let built: Vec<String> = outcomes
         .iter()
         .filter_map(|o| match o {
