@@ -2,10 +2,14 @@
 //!
 //! - `k8s-bins`: build the real Kubernetes binaries into the cache (once per version), and fetch
 //!   OCM's published CRDs there for the tests that compare against or install them.
-//! - `test`: the whole test suite, real clusters included (what `.ci/run` and the README use).
+//! - `prereqs`: install what the tests need from the machine ([`prereqs`]).
+//! - `test`: `prereqs`, then the whole test suite, real clusters included (what `.ci/run` and
+//!   the README use).
 //! - `up` / `down` / `status`: the local environment (a hub and managed clusters).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on the terminal
+
+mod prereqs;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -37,7 +41,16 @@ enum Task {
         #[arg(long, env = "GO", default_value = "go")]
         go: PathBuf,
     },
-    /// Run the whole test suite against real clusters (builds the binaries first if needed).
+    /// Install what the tests need from the machine when it is missing (Mosquitto, tinyproxy,
+    /// util-linux's setpriv, with apt-get) and find Go >= 1.26, selecting the pinned toolchain
+    /// through an older go command when needed.
+    Prereqs {
+        /// The Go command to use.
+        #[arg(long, env = "GO", default_value = "go")]
+        go: PathBuf,
+    },
+    /// Run the whole test suite against real clusters (installs the prerequisites and builds
+    /// the binaries first if needed).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -69,6 +82,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.task {
         Task::K8sBins { force, go } => k8s_bins(&go, force).map(|_| ()),
+        Task::Prereqs { go } => prereqs::ensure(&go).map(|_| ()),
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Up { args } => {
             let assets = ensure_assets()?;
@@ -127,8 +141,9 @@ fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
     if wanted.is_empty() {
         return Ok(Assets::locate(&location)?);
     }
+    let go = prereqs::find_go(go, false)?;
     let progress = |line: &str| eprintln!("[k8s-bins] {line}");
-    let outcomes = go_build::build_components(go, &root, &wanted, force, &progress)?;
+    let outcomes = go_build::build_components(&go.go, &root, &wanted, force, &progress)?;
     let built: Vec<String> = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -152,12 +167,17 @@ fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
 /// Binaries from `OCM_TEST_ASSETS` or the cache, building into the cache when missing, with
 /// the Go named by `$GO` (default `go`).
 fn ensure_assets() -> Result<Assets> {
-    let go = std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from);
-    k8s_bins(&go, false)
+    k8s_bins(&go_from_env(), false)
+}
+
+/// The Go command `$GO` names, else `go`.
+fn go_from_env() -> PathBuf {
+    std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from)
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    let assets = ensure_assets()?;
+    let go = prereqs::ensure(&go_from_env())?;
+    let assets = k8s_bins(&go.go, false)?;
     eprintln!(
         "[test] Kubernetes binaries: {}",
         assets
@@ -171,13 +191,19 @@ fn test(cargo_args: &[String]) -> Result<()> {
     } else {
         &[]
     };
+    // Tests that build Go (OCM's Go transports) run `go` by name: the selected one comes first.
+    let path = go.child_path()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(locked)
         .args(cargo_args);
-    run_checked(&mut cmd)?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]).args(locked);
+    if let Some(path) = &path {
+        cmd.env("PATH", path);
+        doc.env("PATH", path);
+    }
+    run_checked(&mut cmd)?;
     run_checked(&mut doc)
 }
 
@@ -230,6 +256,10 @@ mod tests {
         assert!(matches!(
             Cli::parse_from(["xtask", "k8s-bins", "--force"]).task,
             Task::K8sBins { force: true, .. }
+        ));
+        assert!(matches!(
+            Cli::parse_from(["xtask", "prereqs"]).task,
+            Task::Prereqs { .. }
         ));
         let Task::Test { cargo_args } =
             Cli::parse_from(["xtask", "test", "--", "--test", "x"]).task

@@ -132,6 +132,10 @@ pub const CLUSTER: [Component; 3] = [KUBERNETES, ETCD, KWOK];
 /// Oldest Go release that builds every component (the highest `go` directive among them).
 pub const MIN_GO: (u32, u32, u32) = (1, 26, 0);
 
+/// The Go toolchain `cargo xtask` selects through an older installed go command
+/// (`GOTOOLCHAIN`), so a machine with any Go >= 1.21 builds with this exact release.
+pub const GO_TOOLCHAIN: &str = "go1.26.8";
+
 /// The cache file name of a copied module file: its path with `/` turned into `_`
 /// (`work/v1/x.crd.yaml` becomes `work_v1_x.crd.yaml`), so files that share a name in different
 /// API versions stay apart in one flat directory, sorted by group and version.

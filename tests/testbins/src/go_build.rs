@@ -109,7 +109,7 @@ pub fn check_go(go: &Path) -> Result<String, BuildError> {
 }
 
 /// Parses `go1.26.8`, `go1.26`, `go1.27rc1` into `(major, minor, patch)`.
-fn parse_go_version(version: &str) -> Option<(u32, u32, u32)> {
+pub fn parse_go_version(version: &str) -> Option<(u32, u32, u32)> {
     let rest = version.strip_prefix("go")?;
     let numeric: String = rest
         .chars()
@@ -515,8 +515,9 @@ fn tail(text: &str, lines: usize) -> String {
 pub enum BuildError {
     #[error(
         "Go is not installed (could not run `{}`: {error}). The Kubernetes test binaries are \
-         built from Go modules: install Go >= {}.{} (https://go.dev/dl/) and put it on PATH, or \
-         set OCM_TEST_ASSETS to a directory with prebuilt binaries.",
+         built from Go modules: install Go >= {}.{} (or any Go >= 1.21, through which `cargo \
+         xtask` selects the pinned release) and put it on PATH, or set OCM_TEST_ASSETS to a \
+         directory with prebuilt binaries.",
         go.display(), MIN_GO.0, MIN_GO.1
     )]
     GoMissing { go: PathBuf, error: std::io::Error },
@@ -524,7 +525,7 @@ pub enum BuildError {
     GoUnusable { go: PathBuf, detail: String },
     #[error(
         "{} is {found}, but building Kubernetes {} needs Go >= {}.{}.{}: install a newer Go \
-         (https://go.dev/dl/) and put it first on PATH",
+         and put it first on PATH",
         go.display(), KUBERNETES.version, MIN_GO.0, MIN_GO.1, MIN_GO.2
     )]
     GoTooOld { go: PathBuf, found: String },
