@@ -1,6 +1,7 @@
-//! Our CRDs against OCM's published v1.3.0 schemas (`../shared/reference/ocm-crds-v1.3.0`,
-//! beside the checkout; `OCM_REFERENCE_CRDS` points elsewhere): same group, kind, names, scope,
-//! versions, subresources and printer columns, and every upstream field path present with the
+//! Our CRDs against OCM's published v1.3.0 schemas (the CRD YAML in OCM's Go module
+//! open-cluster-management.io/api v1.3.0, which `cargo xtask k8s-bins` copies into the cache;
+//! `OCM_REFERENCE_CRDS` points elsewhere): same group, kind, names, scope, versions,
+//! subresources and printer columns, and every upstream field path present with the
 //! same type and the same validation — so our apiserver admits and defaults exactly what OCM's
 //! does. And the YAML in `deploy/crds/` is what the types generate
 //! (`OCM_UPDATE_CRDS=1 cargo test -p ocm-api --test crd_schemas` rewrites it).
@@ -13,17 +14,9 @@ use serde_json::Value;
 
 use ocm_api::crds;
 
+/// Missing reference CRDs fail every test that needs them, naming the command that fetches them.
 fn reference_dir() -> PathBuf {
-    let dir = std::env::var_os("OCM_REFERENCE_CRDS").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/ocm-crds-v1.3.0"),
-        PathBuf::from,
-    );
-    assert!(
-        dir.is_dir(),
-        "OCM's reference CRDs are not at {}: they live in ../shared/reference/ocm-crds-v1.3.0 beside the checkout, or set OCM_REFERENCE_CRDS",
-        dir.display()
-    );
-    dir
+    ocm_testbins::assets::reference_crds_dir().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The upstream CRD for `group`/`plural`, as JSON. (File names carry a prefix of their own, so

@@ -1,5 +1,5 @@
-//! The pure half of the hub's CSR signer for `open-cluster-management.io/grpc` (ocm-behaviours.md
-//! §2.1, ocm-wire-protocol.md §8): is a CSR a well-formed agent request for the cluster it is
+//! The pure half of the hub's CSR signer for `open-cluster-management.io/grpc` (OCM's
+//! gRPC registration driver): is a CSR a well-formed agent request for the cluster it is
 //! labelled with, may it be approved without a person (a renewal by the certificate's own
 //! identity, or a bootstrap by a listed user), and the certificate the hub CA issues for it.
 //!

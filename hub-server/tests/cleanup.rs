@@ -1,12 +1,11 @@
 //! Cluster removal on a real apiserver, with OCM's own ManifestWork and ManagedClusterAddOn
-//! CRDs (from `../shared/reference/ocm-crds-v1.3.0`): deleting a ManagedCluster deletes its
+//! CRDs (as OCM's API module v1.3.0 publishes them): deleting a ManagedCluster deletes its
 //! add-ons, then its ManifestWorks in cleanup-priority order, waiting for what the agent still
 //! holds; the work RoleBinding — the agent's access to finish — goes last, then the cluster.
 //! And auto-acceptance: every cluster accepted once, on first sight; a later denial sticks.
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 
-use std::path::Path;
 use std::time::Duration;
 
 use futures::FutureExt as _;
@@ -29,11 +28,10 @@ async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
     ocm_testenv::eventually(what, Duration::from_secs(30), check).await
 }
 
-/// OCM's published CRD of `plural`, read from the shared reference (test data, never copied).
+/// OCM's published CRD in `file`, read from OCM's API module as cached (never copied here).
 fn upstream_crd(file: &str) -> CustomResourceDefinition {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/reference/ocm-crds-v1.3.0")
-        .join(file);
+    let dir = ocm_testbins::assets::reference_crds_dir().unwrap_or_else(|e| panic!("{e}"));
+    let path = dir.join(file);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("OCM's reference CRD {}: {e}", path.display()));
     serde_saphyr::from_str(&text).unwrap()

@@ -1,5 +1,5 @@
 //! Golden bytes: each message encodes with exactly the field numbers and wire types of OCM's
-//! `cloudevent.proto` (ocm-wire-protocol.md §1). A renumbered field breaks interop silently, so
+//! `cloudevent.proto` (sdk-go's gRPC service). A renumbered field breaks interop silently, so
 //! the expected bytes are written out by hand here rather than derived from the code.
 
 use prost::Message as _;

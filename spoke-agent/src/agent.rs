@@ -1,4 +1,4 @@
-//! The registration agent's main loop (ocm-behaviours.md §2.1): a stored credential or a
+//! The registration agent's main loop (after OCM's registration agent): a stored credential or a
 //! bootstrap join, then — over mutual TLS with its own certificate — it follows its
 //! ManagedCluster and lease, and once the hub has accepted it, renews the lease with jitter
 //! and reports its cluster's status (Joined, Available from `/livez`, Kubernetes version,

@@ -1,4 +1,4 @@
-//! Joining the hub with a bootstrap credential (ocm-wire-protocol.md §8, steps 1–8): subscribe
+//! Joining the hub with a bootstrap credential (OCM's gRPC registration driver): subscribe
 //! to the cluster's ManagedCluster and CSR events, create the ManagedCluster (it may exist
 //! already), send a certificate request, and wait until the hub has approved and signed it.
 //! The result is the agent's own client identity; the bootstrap credential is not needed again

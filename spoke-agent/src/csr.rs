@@ -1,4 +1,4 @@
-//! The certificate request an agent makes (ocm-wire-protocol.md §8): an ECDSA P-256 key, subject
+//! The certificate request an agent makes (OCM's gRPC registration): an ECDSA P-256 key, subject
 //! CN `system:open-cluster-management:<cluster>:<agent>` and O the cluster's group and
 //! `managed-clusters`, sent as a CSR of signer `open-cluster-management.io/grpc` named
 //! `<cluster>-<5 random characters>` and labelled with the cluster.

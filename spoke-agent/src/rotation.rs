@@ -1,4 +1,4 @@
-//! When the agent renews its client certificate (ocm-behaviours.md §2.1): at a jittered 70–90 %
+//! When the agent renews its client certificate: at a jittered 70–90 %
 //! of its lifetime — about 80 %, as OCM's client-certificate controller does — so a fleet whose
 //! certificates were issued together does not renew all at once. A failed renewal is retried
 //! well before expiry; an expired certificate means bootstrapping again.

@@ -1,4 +1,4 @@
-//! What the agent reports about its cluster (ocm-behaviours.md §2.1, status controller): the
+//! What the agent reports about its cluster (OCM's agent status controller): the
 //! Kubernetes version, capacity and allocatable summed over the nodes (allocatable over the
 //! schedulable ones), whether the apiserver answers `/livez`, and its ClusterClaims. Pure: nodes,
 //! claims and answers in, status fields out.

@@ -1,5 +1,5 @@
 //! What a Publish or Subscribe asks to do, in Kubernetes RBAC terms, as OCM's hub maps it for
-//! its SubjectAccessReview (ocm-wire-protocol.md §7, Authorization). The broker hands the
+//! its SubjectAccessReview (OCM's gRPC broker authorizer). The broker hands the
 //! result to a pluggable authorizer; the hub's checks it against RBAC.
 
 use crate::event::CloudEvent;

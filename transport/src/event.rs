@@ -1,7 +1,7 @@
 //! The CloudEvent as ocm-rs handles it in memory, independent of any wire binding.
 //!
 //! A small model of our own rather than cloudevents-sdk's: OCM's bindings are non-standard
-//! (ocm-wire-protocol.md §2.2), its extensions are typed per data type (`resourceversion` is an
+//! (see [`crate::grpc_binding`]), its extensions are typed per data type (`resourceversion` is an
 //! integer for manifestbundles and a string elsewhere), and the mapping code has to see exactly
 //! which variant each attribute has.
 

@@ -1,5 +1,5 @@
 //! OCM's CloudEvents `type` strings: `<group>.<version>.<resource>.<spec|status>.<action>`
-//! (ocm-wire-protocol.md §3), and the data types the hub serves.
+//! (as OCM's sdk-go names them), and the data types the hub serves.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,5 +1,5 @@
 //! OCM's mapping between a [`CloudEvent`] and the `io.cloudevents.v1.CloudEvent` protobuf
-//! message (ocm-wire-protocol.md §2.2). It is *not* the CloudEvents protobuf format:
+//! message (OCM's sdk-go gRPC protocol). It is *not* the CloudEvents protobuf format:
 //!
 //! - attribute keys carry a `ce-` prefix (`ce-time`, `ce-clustername`, …), except the content
 //!   type, which goes under the bare key `contenttype`;
@@ -216,7 +216,7 @@ mod tests {
         text.parse().unwrap()
     }
 
-    /// The agent status update of ocm-wire-protocol.md §4.6, as our model.
+    /// A status update a Go work agent sent (captured from the wire), as our model.
     fn status_update() -> CloudEvent {
         let string = |s: &str| ExtensionValue::String(s.to_owned());
         CloudEvent {

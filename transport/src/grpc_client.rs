@@ -1,4 +1,4 @@
-//! The gRPC client agents (and sources) use (ocm-wire-protocol.md §7): one HTTP/2 connection
+//! The gRPC client agents (and sources) use (after sdk-go's gRPC transport): one HTTP/2 connection
 //! over mutual TLS, a Subscribe stream per data type that survives broker restarts, lost
 //! heartbeats and network failures by reconnecting with jittered exponential backoff and
 //! re-subscribing — after which the caller resyncs — and Publish.

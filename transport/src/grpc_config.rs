@@ -1,4 +1,4 @@
-//! OCM's gRPC client configuration file (ocm-wire-protocol.md §8): the YAML an agent's bootstrap
+//! OCM's gRPC client configuration file (sdk-go's gRPC options): the YAML an agent's bootstrap
 //! and hub-kubeconfig Secrets carry as `config.yaml`.
 //!
 //! ```yaml

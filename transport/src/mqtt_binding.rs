@@ -1,4 +1,4 @@
-//! OCM's mapping between a [`CloudEvent`] and an MQTT v5 message (ocm-wire-protocol.md §2.4),
+//! OCM's mapping between a [`CloudEvent`] and an MQTT v5 message (OCM's sdk-go MQTT protocol),
 //! binary mode as the Go `mqtt_paho` binding writes it:
 //!
 //! - every attribute but the content type is a v5 *user property* `ce-<name>`, its value a

@@ -1,4 +1,4 @@
-//! OCM's MQTT configuration file (ocm-wire-protocol.md §6):
+//! OCM's MQTT configuration file (sdk-go's MQTT options):
 //!
 //! ```yaml
 //! brokerHost: broker.example.com:8883

@@ -1,4 +1,4 @@
-//! OCM's MQTT topic layout (ocm-wire-protocol.md §6): the four configured topics, their
+//! OCM's MQTT topic layout (sdk-go's MQTT options): the four configured topics, their
 //! validation, and how each side derives the topics it publishes to and subscribes to.
 //!
 //! ```text

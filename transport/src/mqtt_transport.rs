@@ -1,4 +1,4 @@
-//! CloudEvents over an MQTT v5 broker (ocm-wire-protocol.md §6), for agents and sources alike:
+//! CloudEvents over an MQTT v5 broker (OCM's sdk-go MQTT protocol), for agents and sources alike:
 //! binary-mode messages ([`crate::mqtt_binding`]) on OCM's topic layout ([`Topics`]), QoS 1,
 //! clean start (so a resync after every reconnect, not a persistent session, is what guards
 //! against lost messages), TLS 1.3 with client certificates.

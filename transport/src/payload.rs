@@ -1,4 +1,4 @@
-//! The JSON payloads of manifestbundle events (ocm-wire-protocol.md §4.1, §4.2): the spec a hub
+//! The JSON payloads of manifestbundle events (sdk-go's work payload): the spec a hub
 //! sends (`ManifestBundle`) and the status an agent reports (`ManifestBundleStatus`).
 //!
 //! Two views of the same bytes. [`ManifestBundle`] and [`ManifestBundleStatus`] are the envelopes

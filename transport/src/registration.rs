@@ -1,4 +1,4 @@
-//! Registration objects on the wire (ocm-wire-protocol.md §4.4, §8): ManagedCluster,
+//! Registration objects on the wire (OCM's gRPC registration driver): ManagedCluster,
 //! CertificateSigningRequest, Lease, Event, ManagedClusterAddOn and TokenRequest travel as the
 //! whole Kubernetes object in JSON with `apiVersion` and `kind`, addressed by extensions:
 //! `resourceid` = UID (only when set), `resourceversion` = the decimal `metadata.resourceVersion`
@@ -21,7 +21,7 @@ use crate::event_type::{DataType, EventAction, EventType, SubResource};
 /// The label naming a CSR's cluster; a CSR's `clustername` extension is its value.
 pub use ocm_api::registration::CLUSTER_NAME_LABEL;
 
-/// The registration data types OCM's hub serves (ocm-wire-protocol.md §3).
+/// The registration data types OCM's hub serves over gRPC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RegistrationKind {
     ManagedCluster,

@@ -1,4 +1,4 @@
-//! Resync (ocm-wire-protocol.md §4.5, §5.1, §5.2): the request payloads, and the pure decisions
+//! Resync (sdk-go's spec and status resync): the request payloads, and the pure decisions
 //! of who resends what.
 //!
 //! - Spec resync: after every (re)subscribe the agent sends the versions it holds; the hub

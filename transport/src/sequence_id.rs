@@ -1,5 +1,5 @@
 //! `sequenceid`: the ordering ID of agent status events, a snowflake ID exactly as
-//! `github.com/bwmarrin/snowflake` makes it with `NewNode(1)` (ocm-wire-protocol.md §2.3, §5.3):
+//! `github.com/bwmarrin/snowflake` makes it with `NewNode(1)` (as OCM's sdk-go does):
 //! 41 bits of milliseconds since the Twitter epoch, 10 bits of node (always 1), 12 bits of step.
 //! Go sources and Maestro reject IDs of another node and drop status whose ID is not newer.
 
@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn the_reference_example_decodes_to_node_one_at_its_time() {
-        // ocm-wire-protocol.md §4.6: sent at 2025-12-16T06:00:17.9 Z by a Go work agent.
+        // A status event captured on the wire: sent at 2025-12-16T06:00:17.9 Z by a Go work agent.
         let id: SequenceId = "2000808179729960960".parse().unwrap();
         assert_eq!(id.node(), NODE);
         let unix_ms = id.millis() + EPOCH_MS;

@@ -1,6 +1,6 @@
 //! The error a hub returns from Publish when a handler fails: gRPC `FailedPrecondition` whose
-//! message is the JSON of a Kubernetes `StatusError`, `{"ErrStatus":{…}}` (ocm-wire-protocol.md
-//! §7, Publish results). Go clients parse it back and act on the reason: the lease client
+//! message is the JSON of a Kubernetes `StatusError`, `{"ErrStatus":{…}}` (as OCM's
+//! gRPC broker returns it). Go clients parse it back and act on the reason: the lease client
 //! forgets a lease on `NotFound`, ManagedCluster and work callers retry on `Conflict`.
 
 use serde::{Deserialize, Serialize};

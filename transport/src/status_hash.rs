@@ -1,5 +1,5 @@
 //! `statushash`: lowercase hex SHA-256 of a ManifestWork status serialised as Go's
-//! `json.Marshal` serialises the unstructured `.status` map (ocm-wire-protocol.md §2.3): object
+//! `json.Marshal` serialises the unstructured `.status` map (as OCM's sdk-go hashes it): object
 //! keys sorted, no whitespace, and Go's string escaping, which also escapes `<`, `>`, `&`,
 //! U+2028 and U+2029. Matching it byte for byte lets a source keep the hashes a Go agent reported,
 //! so replacing a Go agent by ours costs no full status resend.

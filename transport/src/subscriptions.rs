@@ -1,5 +1,5 @@
 //! The broker's routing table: every Subscribe stream is a subscriber of one cluster and data
-//! type, with a bounded queue of its own (ocm-wire-protocol.md §7, Subscriptions).
+//! type, with a bounded queue of its own (as OCM's gRPC broker keeps them).
 //!
 //! An event goes to every subscriber whose cluster and data type match. A subscriber whose queue
 //! is full is a spoke that does not keep up: it is dropped — its stream ends with

@@ -1,4 +1,4 @@
-//! ManifestWorks on the wire (ocm-wire-protocol.md §4.3, §4.6): the four halves of OCM's two
+//! ManifestWorks on the wire (sdk-go's work clients): the four halves of OCM's two
 //! manifestbundle codecs.
 //!
 //! - Hub → agent, [`encode_spec`]: `source` (OCM's hub: `kube`), `resourceid` = UID,
@@ -86,8 +86,8 @@ pub fn encode_spec(
     Ok(event)
 }
 
-/// The work an agent keeps for a hub's spec event (ocm-wire-protocol.md §4.3, "What the agent
-/// does on decode").
+/// The work an agent keeps for a hub's spec event (what OCM's agent codec
+/// decodes).
 pub fn decode_spec(event: &CloudEvent) -> Result<ManifestWork, WorkCodecError> {
     let event_type = manifest_bundle_type(event, SubResource::Spec)?;
     let resource_id = required_str(event, extension::RESOURCE_ID, "")?.to_owned();

@@ -732,7 +732,7 @@ async fn a_slow_subscriber_is_dropped_without_delaying_the_others() {
     assert_eq!(ended.code(), Code::ResourceExhausted, "{ended}");
 }
 
-/// A real tinyproxy (Debian package `tinyproxy`, installed by `.ci/run`) on a free port.
+/// A real tinyproxy (Debian package `tinyproxy`, installed by `cargo xtask test`) on a free port.
 struct Tinyproxy {
     child: std::process::Child,
     port: u16,
@@ -745,7 +745,7 @@ impl Tinyproxy {
         let binary = ["/usr/bin/tinyproxy", "/usr/sbin/tinyproxy"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
-            .expect("tinyproxy is required for the proxy tests: apt-get install tinyproxy (.ci/run installs it)");
+            .expect("tinyproxy is required for the proxy tests: apt-get install tinyproxy (`cargo xtask test` installs it)");
         let dir = tempfile::tempdir().unwrap();
         // tinyproxy drops to `nobody` and must still write its log.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();

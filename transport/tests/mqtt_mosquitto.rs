@@ -1,5 +1,5 @@
 //! The MQTT transport against a real Mosquitto (Debian package `mosquitto`, installed by
-//! `.ci/run`) with TLS 1.3 and required client certificates, on 127.0.0.1.
+//! `cargo xtask test`) with TLS 1.3 and required client certificates, on 127.0.0.1.
 
 #![allow(clippy::unwrap_used)] // test helpers fail the test by panicking, with the value shown
 

@@ -1,16 +1,23 @@
 //! `cargo xtask`: the project's own tasks, in Rust so they run wherever cargo does.
 //!
-//! - `k8s-bins`: build the real Kubernetes binaries into the cache (once per version).
-//! - `test`: the whole test suite, real clusters included (what `.ci/run` and the README use).
+//! - `k8s-bins`: build the real Kubernetes binaries into the cache (once per version), and fetch
+//!   OCM's published CRDs there for the tests that compare against or install them.
+//! - `prereqs`: install what the tests need from the machine ([`prereqs`]).
+//! - `test`: `prereqs`, then the whole test suite, real clusters included (what `.ci/run` and
+//!   the README use).
 //! - `up` / `down` / `status`: the local environment (a hub and managed clusters).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on the terminal
+
+mod prereqs;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Parser, Subcommand};
+use ocm_testbins::assets::REFERENCE_CRDS_ENV;
+use ocm_testbins::components::{ALL, OCM_CRDS};
 use ocm_testbins::go_build::{self, BuildOutcome};
 use ocm_testbins::{Assets, AssetsLocation};
 
@@ -24,7 +31,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Task {
     /// Build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok
-    /// from their Go modules into the cache (skipped when already cached).
+    /// from their Go modules into the cache, and fetch OCM's published CRDs from OCM's API
+    /// module there (each skipped when already cached).
     K8sBins {
         /// Rebuild even when a complete build is cached.
         #[arg(long)]
@@ -33,7 +41,16 @@ enum Task {
         #[arg(long, env = "GO", default_value = "go")]
         go: PathBuf,
     },
-    /// Run the whole test suite against real clusters (builds the binaries first if needed).
+    /// Install what the tests need from the machine when it is missing (Mosquitto, tinyproxy,
+    /// util-linux's setpriv, with apt-get) and find Go >= 1.26, selecting the pinned toolchain
+    /// through an older go command when needed.
+    Prereqs {
+        /// The Go command to use.
+        #[arg(long, env = "GO", default_value = "go")]
+        go: PathBuf,
+    },
+    /// Run the whole test suite against real clusters (installs the prerequisites and builds
+    /// the binaries first if needed).
     Test {
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
@@ -65,6 +82,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.task {
         Task::K8sBins { force, go } => k8s_bins(&go, force).map(|_| ()),
+        Task::Prereqs { go } => prereqs::ensure(&go).map(|_| ()),
         Task::Test { cargo_args } => test(&cargo_args),
         Task::Up { args } => {
             let assets = ensure_assets()?;
@@ -100,15 +118,32 @@ fn run(cli: Cli) -> Result<()> {
 /// Builds what is missing and returns the located binaries.
 fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
     let location = AssetsLocation::from_env()?;
-    let AssetsLocation::Cache(root) = &location else {
-        eprintln!(
-            "{} is set: using the binaries there, building nothing",
-            ocm_testbins::assets::ASSETS_ENV
-        );
-        return Ok(Assets::locate(&location)?);
+    let external_crds = std::env::var_os(REFERENCE_CRDS_ENV).is_some_and(|v| !v.is_empty());
+    if external_crds {
+        eprintln!("{REFERENCE_CRDS_ENV} is set: using OCM's CRDs there, fetching none");
+    }
+    let mut wanted: Vec<_> = ALL
+        .into_iter()
+        .filter(|c| !(external_crds && *c == OCM_CRDS))
+        .collect();
+    let root = match &location {
+        AssetsLocation::Cache(root) => root.clone(),
+        AssetsLocation::Directory(_) => {
+            eprintln!(
+                "{} is set: using the binaries there, building none",
+                ocm_testbins::assets::ASSETS_ENV
+            );
+            // The CRDs still come from the cache, which prebuilt binaries do not replace.
+            wanted.retain(|c| c.binaries.is_empty());
+            ocm_testbins::assets::default_cache_root()?
+        }
     };
+    if wanted.is_empty() {
+        return Ok(Assets::locate(&location)?);
+    }
+    let go = prereqs::find_go(go, false)?;
     let progress = |line: &str| eprintln!("[k8s-bins] {line}");
-    let outcomes = go_build::build_missing(go, root, force, &progress)?;
+    let outcomes = go_build::build_components(&go.go, &root, &wanted, force, &progress)?;
     let built: Vec<String> = outcomes
         .iter()
         .filter_map(|o| match o {
@@ -132,12 +167,17 @@ fn k8s_bins(go: &std::path::Path, force: bool) -> Result<Assets> {
 /// Binaries from `OCM_TEST_ASSETS` or the cache, building into the cache when missing, with
 /// the Go named by `$GO` (default `go`).
 fn ensure_assets() -> Result<Assets> {
-    let go = std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from);
-    k8s_bins(&go, false)
+    k8s_bins(&go_from_env(), false)
+}
+
+/// The Go command `$GO` names, else `go`.
+fn go_from_env() -> PathBuf {
+    std::env::var_os("GO").map_or_else(|| PathBuf::from("go"), PathBuf::from)
 }
 
 fn test(cargo_args: &[String]) -> Result<()> {
-    let assets = ensure_assets()?;
+    let go = prereqs::ensure(&go_from_env())?;
+    let assets = k8s_bins(&go.go, false)?;
     eprintln!(
         "[test] Kubernetes binaries: {}",
         assets
@@ -151,13 +191,19 @@ fn test(cargo_args: &[String]) -> Result<()> {
     } else {
         &[]
     };
+    // Tests that build Go (OCM's Go transports) run `go` by name: the selected one comes first.
+    let path = go.child_path()?;
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--all-targets"])
         .args(locked)
         .args(cargo_args);
-    run_checked(&mut cmd)?;
     let mut doc = cargo();
     doc.args(["test", "--workspace", "--doc"]).args(locked);
+    if let Some(path) = &path {
+        cmd.env("PATH", path);
+        doc.env("PATH", path);
+    }
+    run_checked(&mut cmd)?;
     run_checked(&mut doc)
 }
 
@@ -210,6 +256,10 @@ mod tests {
         assert!(matches!(
             Cli::parse_from(["xtask", "k8s-bins", "--force"]).task,
             Task::K8sBins { force: true, .. }
+        ));
+        assert!(matches!(
+            Cli::parse_from(["xtask", "prereqs"]).task,
+            Task::Prereqs { .. }
         ));
         let Task::Test { cargo_args } =
             Cli::parse_from(["xtask", "test", "--", "--test", "x"]).task

@@ -1,5 +1,5 @@
 //! `cluster.open-cluster-management.io/v1`: ManagedCluster, the hub's record of one managed
-//! cluster (ocm-behaviours.md §2.1).
+//! cluster (as OCM's registration controllers keep it).
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! `work.open-cluster-management.io/v1`: ManifestWork, a set of Kubernetes objects the hub asks
 //! one managed cluster to apply (created in that cluster's namespace on the hub), and
 //! AppliedManifestWork, the agent's cluster-scoped record on the managed cluster of what it
-//! applied for one ManifestWork (ocm-behaviours.md §1.6, §2.2).
+//! applied for one ManifestWork (as OCM's work agent keeps it).
 //!
 //! The JSON is OCM's: manifests are raw embedded objects kept as JSON values ([`Manifest`]),
 //! enums carry OCM's strings, and the defaults are the ones OCM's CRD applies. Empty optional

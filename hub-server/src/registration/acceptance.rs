@@ -1,4 +1,4 @@
-//! The hub's half of the double opt-in (ocm-behaviours.md §2.1): for every ManagedCluster,
+//! The hub's half of the double opt-in (as OCM's hub registration does): for every ManagedCluster,
 //! grant its agents what [`super::rbac`] says for its acceptance state, record
 //! `HubAcceptedManagedCluster`, and on denial or deletion remove what was granted, in OCM's
 //! order: the work RoleBinding keeps its finalizer — and the work agent its access — until no

@@ -1,4 +1,4 @@
-//! Cluster availability and taints (ocm-behaviours.md §2.1): an accepted cluster whose agent
+//! Cluster availability and taints (OCM's hub lease controller): an accepted cluster whose agent
 //! stopped renewing for `grace × leaseDurationSeconds` becomes `Available=Unknown`
 //! (`ManagedClusterLeaseUpdateStopped`), and every cluster carries the NoSelect taint its
 //! Available condition calls for — `unreachable` when Unknown or missing, `unavailable` when

@@ -1,5 +1,5 @@
 //! What a deleted ManagedCluster leaves in its namespace, removed in OCM's order
-//! (ocm-behaviours.md §2.1, "Cluster removal"; OCM's GC controller, gate ResourceCleanup): every
+//! (OCM's registration GC controller, feature gate ResourceCleanup): every
 //! live cluster holds the `resource-cleanup` finalizer; once it is deleted, its
 //! ManagedClusterAddOns go first, then its ManifestWorks, each kind in buckets of
 //! `open-cluster-management.io/cleanup-priority` (0–100, smaller first; missing or invalid = 0),

@@ -1,4 +1,4 @@
-//! Cluster sets (ocm-behaviours.md §1.3), as OCM's hub registration controllers keep them:
+//! Cluster sets (OCM's cluster API v1beta2), as OCM's hub registration controllers keep them:
 //!
 //! - the built-in sets `default` (`ExclusiveClusterSetLabel`) and `global` (`LabelSelector` with
 //!   an empty selector: every cluster) are created when missing, recreated when deleted, and an

@@ -1,5 +1,5 @@
-//! What the hub grants a managed cluster's agents, as OCM's registration does (ocm-behaviours.md
-//! §2.1, `pkg/registration/hub/manifests/rbac`), extended to what our broker's access checks
+//! What the hub grants a managed cluster's agents, as OCM's registration does
+//! (`pkg/registration/hub/manifests/rbac`), extended to what our broker's access checks
 //! ask for (list for resync, watch for subscribe). Pure: objects in, nothing applied here.
 //!
 //! - A per-cluster ClusterRole and ClusterRoleBinding (`open-cluster-management:managedcluster:

@@ -1,5 +1,5 @@
 //! The hub's broker services for the registration data types, as OCM's gRPC server handles
-//! them (ocm-wire-protocol.md §8): what agents publish is applied to the hub's Kubernetes, and
+//! them (its gRPC registration driver): what agents publish is applied to the hub's Kubernetes, and
 //! changes of the hub's objects go back to the subscribed agents of their cluster.
 //!
 //! One generic service ([`RegistrationService`]) does the event handling — decoding, checking

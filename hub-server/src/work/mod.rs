@@ -1,4 +1,4 @@
-//! Work delivery, the hub's half (ocm-wire-protocol.md §4.3, §5; ocm-behaviours.md §2.2): the
+//! Work delivery, the hub's half (as OCM's hub serves works over gRPC): the
 //! broker service for the `manifestbundles` data type.
 //!
 //! - [`publisher`]: a reflector over every ManifestWork, sending spec events to the subscribed

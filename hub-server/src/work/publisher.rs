@@ -1,6 +1,6 @@
 //! The hub as the source of ManifestWorks: a reflector over the works of every cluster
 //! namespace, and a spec event to that cluster's subscribers whenever an agent must hear of a
-//! change — as OCM's hub sends them (ocm-wire-protocol.md §5.3, §5.4): a work seen for the
+//! change — as OCM's hub sends them over gRPC: a work seen for the
 //! first time (`spec.create_request`), a new generation, other labels or annotations, the start
 //! of its deletion (`spec.update_request`, with `deletiontimestamp` and no data), and its
 //! removal (`spec.delete_request`, with `deletiontimestamp`). Status writes and finalizer changes

@@ -1,4 +1,4 @@
-//! The work agent's loop (ocm-wire-protocol.md §4.3, §5; ocm-behaviours.md §2.2): ManifestWorks
+//! The work agent's loop (after OCM's work agent over gRPC): ManifestWorks
 //! arrive as manifestbundle spec events on the agent's connection, are kept in memory, applied
 //! by [`Applier`] (a few at a time, one work never twice at once), and their status goes back
 //! as a status event whenever it differs from the last one sent.

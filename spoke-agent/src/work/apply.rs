@@ -1,5 +1,5 @@
-//! Applying one manifest to the managed cluster with the work's update strategy (ocm-behaviours.md
-//! §2.2, "Apply strategies"):
+//! Applying one manifest to the managed cluster with the work's update strategy (as OCM's
+//! work agent applies each strategy):
 //!
 //! - **Update** (default): create if missing; otherwise write only when the manifest is not
 //!   already contained in the live object (fields the apiserver or others added do not count),

@@ -1,4 +1,4 @@
-//! Executor checks (ocm-behaviours.md §2.2 "Executor", OCM's `pkg/work/spoke/auth/basic`): a
+//! Executor checks (OCM's `pkg/work/spoke/auth/basic`): a
 //! work naming an executor service account is applied only where that account may act, as
 //! OCM's agent checks before it applies with its own identity:
 //!

@@ -1,4 +1,4 @@
-//! Status feedback (ocm-behaviours.md §2.2, "Status"): values read from an applied object and
+//! Status feedback (OCM's work agent's status feedback): values read from an applied object and
 //! sent back in the ManifestWork's status — by OCM's WellKnownStatus table or by the work's own
 //! JSONPaths. Pure: an object in, values (or the reason there are none) out.
 //!

@@ -1,4 +1,4 @@
-//! One ManifestWork on the managed cluster (ocm-behaviours.md §2.2 "Apply loop", "Deletion"):
+//! One ManifestWork on the managed cluster (OCM's work agent's apply and delete):
 //! its AppliedManifestWork `<hubHash>-<work>` (with its finalizer) owns what is applied; every
 //! manifest is applied — namespaces first, then CRDs, then the rest in the work's order, a kind
 //! whose CRD came in the same work waited for until it is served — one failure never stopping

@@ -1,4 +1,4 @@
-//! A ManifestWork's status as the agent reports it (ocm-behaviours.md §1.6, §2.2 "Status"), from
+//! A ManifestWork's status as the agent reports it (as OCM's work agent writes it), from
 //! what applying each manifest did and what its live object looks like. Pure.
 //!
 //! Per manifest: `Applied` (how the apply went), `Available` (whether the object exists),

@@ -1,9 +1,10 @@
 //! Where the binaries are: a flat directory named by `OCM_TEST_ASSETS`, or the version-keyed
-//! cache that `cargo xtask k8s-bins` fills.
+//! cache that `cargo xtask k8s-bins` fills. And where OCM's published CRDs are
+//! ([`reference_crds_dir`]): the same cache, or a directory named by `OCM_REFERENCE_CRDS`.
 
 use std::path::{Path, PathBuf};
 
-use crate::components::{ALL, Component, ETCD, KUBERNETES, KWOK, KWOK_STAGES};
+use crate::components::{CLUSTER, Component, ETCD, KUBERNETES, KWOK, KWOK_STAGES, OCM_CRDS};
 
 /// Environment variable naming a flat directory that holds all six binaries (like envtest's
 /// `KUBEBUILDER_ASSETS`). When set, the cache is not consulted.
@@ -13,6 +14,8 @@ pub const ASSETS_ENV: &str = "OCM_TEST_ASSETS";
 pub const CACHE_ENV: &str = "OCM_K8S_CACHE";
 /// File written into a component's cache directory once all its binaries are built and checked.
 pub const COMPLETE_STAMP: &str = ".complete";
+/// Environment variable naming a directory of OCM's published CRDs to use instead of the cache.
+pub const REFERENCE_CRDS_ENV: &str = "OCM_REFERENCE_CRDS";
 
 /// Where to look for the binaries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +79,7 @@ impl Assets {
     /// Finds every binary at `location`, or says exactly which are missing and how to get them.
     pub fn locate(location: &AssetsLocation) -> Result<Self, AssetsError> {
         let mut missing = Vec::new();
-        for component in ALL {
+        for component in CLUSTER {
             if let AssetsLocation::Cache(root) = location {
                 let stamp = root.join(component.cache_dir_name()).join(COMPLETE_STAMP);
                 if !stamp.is_file() {
@@ -134,6 +137,37 @@ impl Assets {
     }
 }
 
+/// The directory holding OCM's published CRDs ([`OCM_CRDS`], one `.crd.yaml` file each): the
+/// one `OCM_REFERENCE_CRDS` names, else the cache's complete copy. Tests that compare against or
+/// install OCM's own CRDs read them here and fail with this error when they are missing, so a
+/// missing reference can never pass as a skipped check.
+pub fn reference_crds_dir() -> Result<PathBuf, AssetsError> {
+    if let Some(dir) = std::env::var_os(REFERENCE_CRDS_ENV).filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        if !dir.is_dir() {
+            return Err(AssetsError::ReferenceCrdsMissing {
+                detail: format!(
+                    "{REFERENCE_CRDS_ENV} names {}, not a directory",
+                    dir.display()
+                ),
+            });
+        }
+        return Ok(dir);
+    }
+    reference_crds_in_cache(&default_cache_root()?)
+}
+
+/// [`OCM_CRDS`]' directory under the cache root `root`, if `cargo xtask k8s-bins` completed it.
+pub fn reference_crds_in_cache(root: &Path) -> Result<PathBuf, AssetsError> {
+    let dir = root.join(OCM_CRDS.cache_dir_name());
+    if !dir.join(COMPLETE_STAMP).is_file() {
+        return Err(AssetsError::ReferenceCrdsMissing {
+            detail: format!("no complete copy at {}", dir.display()),
+        });
+    }
+    Ok(dir)
+}
+
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -156,6 +190,13 @@ pub enum AssetsError {
         location: AssetsLocation,
         missing: Vec<String>,
     },
+    #[error(
+        "OCM's published CRDs ({} {}) are missing: {detail}. Fetch them once with `cargo xtask \
+         k8s-bins` (needs Go >= 1.26 and the Go module proxy; `cargo xtask test` does it too), or \
+         set {REFERENCE_CRDS_ENV} to a directory holding them.",
+        OCM_CRDS.module, OCM_CRDS.version
+    )]
+    ReferenceCrdsMissing { detail: String },
 }
 
 fn remedy(location: &AssetsLocation) -> String {
@@ -184,7 +225,7 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let err = Assets::locate(&AssetsLocation::Cache(root.path().to_owned())).unwrap_err();
         let message = err.to_string();
-        for component in ALL {
+        for component in CLUSTER {
             assert!(message.contains(component.module), "{message}");
             assert!(message.contains(component.version), "{message}");
         }
@@ -230,5 +271,23 @@ mod tests {
             err.to_string()
                 .contains("go.etcd.io/etcd/server/v3 v3.6.16 (no complete build")
         );
+    }
+
+    #[test]
+    fn missing_reference_crds_name_the_module_and_the_command() {
+        let root = tempfile::tempdir().unwrap();
+        let message = reference_crds_in_cache(root.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("open-cluster-management.io/api v1.3.0"),
+            "{message}"
+        );
+        assert!(message.contains("cargo xtask k8s-bins"), "{message}");
+        assert!(message.contains(REFERENCE_CRDS_ENV), "{message}");
+        let dir = root.path().join(OCM_CRDS.cache_dir_name());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(COMPLETE_STAMP), "").unwrap();
+        assert_eq!(reference_crds_in_cache(root.path()).unwrap(), dir);
     }
 }

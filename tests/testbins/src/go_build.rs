@@ -1,4 +1,5 @@
-//! Builds the pinned components from their Go modules into the cache.
+//! Builds the pinned components from their Go modules into the cache (or, for a component
+//! with no binaries, only copies its files out of the module).
 //!
 //! `go install k8s.io/kubernetes/cmd/...@vX` does not work: k8s.io/kubernetes requires its
 //! staging modules at the non-existent version v0.0.0 and `replace`s them with `./staging/...`.
@@ -8,12 +9,13 @@
 //! of staging modules changes between minors.
 
 use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::assets::COMPLETE_STAMP;
-use crate::components::{ALL, Component, KUBERNETES, MIN_GO};
+use crate::components::{ALL, Component, KUBERNETES, MIN_GO, copied_file_name};
 
 /// What the caller is told while a build runs.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Sync);
@@ -31,19 +33,33 @@ pub enum BuildOutcome {
     },
 }
 
-/// Builds every component whose cache directory is not complete, two at a time (the
-/// Kubernetes build on one thread, etcd then kwok on another: Go already spreads one build's
-/// packages over all cores, so more parallelism only fills its download and link gaps).
+/// Builds every component whose cache directory is not complete ([`build_components`] of
+/// [`ALL`]).
 pub fn build_missing(
     go: &Path,
     cache_root: &Path,
     force: bool,
     progress: Progress<'_>,
 ) -> Result<Vec<BuildOutcome>, BuildError> {
+    build_components(go, cache_root, &ALL, force, progress)
+}
+
+/// Builds those of `components` whose cache directory is not complete, two at a time (the
+/// Kubernetes build on one thread, the rest in order on another: Go already spreads one
+/// build's packages over all cores, so more parallelism only fills its download and link gaps).
+pub fn build_components(
+    go: &Path,
+    cache_root: &Path,
+    components: &[Component],
+    force: bool,
+    progress: Progress<'_>,
+) -> Result<Vec<BuildOutcome>, BuildError> {
     let go_version = check_go(go)?;
     progress(&format!("using {go_version} ({})", go.display()));
-    let (big, rest): (Vec<Component>, Vec<Component>) =
-        ALL.into_iter().partition(|c| c.name == KUBERNETES.name);
+    let (big, rest): (Vec<Component>, Vec<Component>) = components
+        .iter()
+        .copied()
+        .partition(|c| c.name == KUBERNETES.name);
     let run_queue = |queue: Vec<Component>| -> Result<Vec<BuildOutcome>, BuildError> {
         queue
             .into_iter()
@@ -93,7 +109,7 @@ pub fn check_go(go: &Path) -> Result<String, BuildError> {
 }
 
 /// Parses `go1.26.8`, `go1.26`, `go1.27rc1` into `(major, minor, patch)`.
-fn parse_go_version(version: &str) -> Option<(u32, u32, u32)> {
+pub fn parse_go_version(version: &str) -> Option<(u32, u32, u32)> {
     let rest = version.strip_prefix("go")?;
     let numeric: String = rest
         .chars()
@@ -173,12 +189,61 @@ fn build_component(
         component.module
     ));
     go_cmd.run(&["mod", "init", &format!("local/ocm-rs-{}", component.name)])?;
+    if !component.binaries.is_empty() {
+        compile(&go_cmd, &staging, progress)?;
+    }
+    if !component.extra_files.is_empty() || !component.copied_files.is_empty() {
+        let module_dir = go_cmd.download()?.dir;
+        for extra in component.extra_files {
+            let text = assemble_yaml(&module_dir, extra.sources)?;
+            let path = staging.join(extra.name);
+            std::fs::write(&path, text).map_err(|e| BuildError::io(&path, e))?;
+        }
+        if !component.copied_files.is_empty() {
+            progress(&format!(
+                "{label}: copying {} files from {}",
+                component.copied_files.len(),
+                module_dir.display()
+            ));
+        }
+        for source in component.copied_files {
+            let from = module_dir.join(source);
+            let to = staging.join(copied_file_name(source));
+            std::fs::copy(&from, &to).map_err(|e| BuildError::io(&from, e))?;
+            // The module cache's files are read-only; the copy need not be.
+            let writable = std::fs::Permissions::from_mode(0o644);
+            std::fs::set_permissions(&to, writable).map_err(|e| BuildError::io(&to, e))?;
+        }
+    }
+    let names: Vec<&str> = component.binaries.iter().map(|b| b.0).collect();
+    let stamp = format!(
+        "module={}\nversion={}\nbinaries={}\nfiles={}\n",
+        component.module,
+        component.version,
+        names.join(","),
+        component.extra_files.len() + component.copied_files.len()
+    );
+    std::fs::write(staging.join(COMPLETE_STAMP), stamp).map_err(|e| BuildError::io(&staging, e))?;
+    remove_dir_if_present(&final_dir)?;
+    std::fs::rename(&staging, &final_dir).map_err(|e| BuildError::io(&final_dir, e))?;
+    remove_dir_if_present(&work)?;
+    Ok(())
+}
+
+/// Compiles the component's binaries into `staging` and checks each reports its version.
+fn compile(
+    go_cmd: &GoCommand<'_>,
+    staging: &Path,
+    progress: Progress<'_>,
+) -> Result<(), BuildError> {
+    let component = go_cmd.component;
+    let label = format!("{} {}", component.name, component.version);
     let mut edit = vec![format!(
         "-require={}@{}",
         component.module, component.version
     )];
     if component.module == KUBERNETES.module {
-        let go_mod = go_cmd.download_go_mod()?;
+        let go_mod = go_cmd.download()?.go_mod;
         let replaces = staging_replaces(&go_mod, component.version);
         if replaces.is_empty() {
             return Err(BuildError::NoStagingModules {
@@ -195,7 +260,8 @@ fn build_component(
     args.extend(edit);
     go_cmd.run(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
     let tools = tools_go(component);
-    std::fs::write(work.join("tools.go"), tools).map_err(|e| BuildError::io(&work, e))?;
+    let tools_path = go_cmd.dir.join("tools.go");
+    std::fs::write(&tools_path, tools).map_err(|e| BuildError::io(&tools_path, e))?;
     go_cmd.run(&["mod", "tidy"])?;
 
     let names: Vec<&str> = component.binaries.iter().map(|b| b.0).collect();
@@ -220,25 +286,6 @@ fn build_component(
     for (binary, _) in component.binaries {
         verify_binary(&staging.join(binary), component)?;
     }
-    if !component.extra_files.is_empty() {
-        let module_dir = go_cmd.run(&["list", "-m", "-f", "{{.Dir}}", component.module])?;
-        let module_dir = PathBuf::from(module_dir.trim());
-        for extra in component.extra_files {
-            let text = assemble_yaml(&module_dir, extra.sources)?;
-            let path = staging.join(extra.name);
-            std::fs::write(&path, text).map_err(|e| BuildError::io(&path, e))?;
-        }
-    }
-    let stamp = format!(
-        "module={}\nversion={}\nbinaries={}\n",
-        component.module,
-        component.version,
-        names.join(",")
-    );
-    std::fs::write(staging.join(COMPLETE_STAMP), stamp).map_err(|e| BuildError::io(&staging, e))?;
-    remove_dir_if_present(&final_dir)?;
-    std::fs::rename(&staging, &final_dir).map_err(|e| BuildError::io(&final_dir, e))?;
-    remove_dir_if_present(&work)?;
     Ok(())
 }
 
@@ -411,8 +458,8 @@ impl GoCommand<'_> {
         }
     }
 
-    /// Downloads the module and returns its go.mod text.
-    fn download_go_mod(&self) -> Result<String, BuildError> {
+    /// Downloads the module (a no-op when Go's module cache has it) and says where it is.
+    fn download(&self) -> Result<Downloaded, BuildError> {
         let target = format!("{}@{}", self.component.module, self.component.version);
         // `output()` drains stdout and stderr together, so neither pipe can fill and stall Go.
         let output = self
@@ -430,19 +477,32 @@ impl GoCommand<'_> {
                 detail: error.to_owned(),
             });
         }
-        let go_mod = json
-            .get("GoMod")
-            .and_then(|p| p.as_str())
-            .filter(|_| status.success());
-        let Some(go_mod) = go_mod else {
-            return Err(BuildError::ModuleDidNotResolve {
-                module: self.component.module,
-                version: self.component.version,
-                detail: format!("`go mod download -json {target}` gave no go.mod: {stdout}"),
-            });
+        let field = |name: &str| {
+            json.get(name)
+                .and_then(|p| p.as_str())
+                .filter(|_| status.success())
+                .ok_or_else(|| BuildError::ModuleDidNotResolve {
+                    module: self.component.module,
+                    version: self.component.version,
+                    detail: format!("`go mod download -json {target}` gave no {name}: {stdout}"),
+                })
         };
-        std::fs::read_to_string(go_mod).map_err(|e| BuildError::io(Path::new(go_mod), e))
+        let go_mod = field("GoMod")?;
+        let dir = field("Dir")?;
+        Ok(Downloaded {
+            go_mod: std::fs::read_to_string(go_mod)
+                .map_err(|e| BuildError::io(Path::new(go_mod), e))?,
+            dir: PathBuf::from(dir),
+        })
     }
+}
+
+/// A module in Go's module cache.
+struct Downloaded {
+    /// The text of its go.mod.
+    go_mod: String,
+    /// Its extracted source tree (read-only).
+    dir: PathBuf,
 }
 
 fn tail(text: &str, lines: usize) -> String {
@@ -455,8 +515,9 @@ fn tail(text: &str, lines: usize) -> String {
 pub enum BuildError {
     #[error(
         "Go is not installed (could not run `{}`: {error}). The Kubernetes test binaries are \
-         built from Go modules: install Go >= {}.{} (https://go.dev/dl/) and put it on PATH, or \
-         set OCM_TEST_ASSETS to a directory with prebuilt binaries.",
+         built from Go modules: install Go >= {}.{} (or any Go >= 1.21, through which `cargo \
+         xtask` selects the pinned release) and put it on PATH, or set OCM_TEST_ASSETS to a \
+         directory with prebuilt binaries.",
         go.display(), MIN_GO.0, MIN_GO.1
     )]
     GoMissing { go: PathBuf, error: std::io::Error },
@@ -464,7 +525,7 @@ pub enum BuildError {
     GoUnusable { go: PathBuf, detail: String },
     #[error(
         "{} is {found}, but building Kubernetes {} needs Go >= {}.{}.{}: install a newer Go \
-         (https://go.dev/dl/) and put it first on PATH",
+         and put it first on PATH",
         go.display(), KUBERNETES.version, MIN_GO.0, MIN_GO.1, MIN_GO.2
     )]
     GoTooOld { go: PathBuf, found: String },
@@ -578,6 +639,51 @@ mod tests {
             message.contains("sigs.k8s.io/kwok@v0.0.999 did not resolve"),
             "{message}"
         );
+    }
+
+    /// Fetches OCM's API module through the real Go module proxy (or Go's module cache) and
+    /// checks each CRD arrived byte for byte under its flattened name.
+    #[test]
+    fn a_component_without_binaries_has_its_files_copied_verbatim() {
+        let cache = tempfile::tempdir().unwrap();
+        let component = crate::components::OCM_CRDS;
+        build_component(Path::new("go"), cache.path(), &component, &|_| {}).unwrap();
+        let dir = cache.path().join(component.cache_dir_name());
+        let stamp = std::fs::read_to_string(dir.join(COMPLETE_STAMP)).unwrap();
+        assert!(
+            stamp.contains("version=v1.3.0\nbinaries=\nfiles=19\n"),
+            "{stamp}"
+        );
+        let work = tempfile::tempdir().unwrap();
+        let go_cmd = GoCommand {
+            go: Path::new("go"),
+            dir: work.path(),
+            component: &component,
+        };
+        go_cmd.run(&["mod", "init", "local/check"]).unwrap();
+        let module_dir = go_cmd.download().unwrap().dir;
+        for source in component.copied_files {
+            let copied = std::fs::read(dir.join(copied_file_name(source))).unwrap();
+            assert_eq!(
+                copied,
+                std::fs::read(module_dir.join(source)).unwrap(),
+                "{source}"
+            );
+        }
+        let mut crds: Vec<String> = std::fs::read_dir(&module_dir)
+            .unwrap()
+            .filter_map(|group| std::fs::read_dir(group.ok()?.path()).ok())
+            .flatten()
+            .filter_map(|version| std::fs::read_dir(version.ok()?.path()).ok())
+            .flatten()
+            .filter_map(|file| {
+                let path = file.ok()?.path();
+                let relative = path.strip_prefix(&module_dir).ok()?.to_str()?.to_owned();
+                relative.ends_with(".crd.yaml").then_some(relative)
+            })
+            .collect();
+        crds.sort();
+        assert_eq!(crds, component.copied_files, "the module's CRDs changed");
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum TestEnvError {
     SetprivMissing(std::io::Error),
     #[error(
         "mosquitto is required for the MQTT tests; install it with `apt-get install mosquitto` \
-         (.ci/run does)"
+         (`cargo xtask test` does)"
     )]
     MosquittoMissing,
     #[error("cluster {cluster}: {what}: {error}")]

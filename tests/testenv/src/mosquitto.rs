@@ -1,4 +1,4 @@
-//! A real Mosquitto MQTT v5 broker (Debian package `mosquitto`, installed by `.ci/run`) on
+//! A real Mosquitto MQTT v5 broker (Debian package `mosquitto`, installed by `cargo xtask test`) on
 //! 127.0.0.1, with TLS 1.3, required client certificates from its own CA, the certificate's CN
 //! as the MQTT user name, and an access-control list — the way a fleet's broker is set up, so
 //! a cluster can only read and write its own topics.

@@ -1,4 +1,4 @@
-//! The gRPC CloudEvents broker the hub embeds (ocm-wire-protocol.md §1, §7): `Publish` hands
+//! The gRPC CloudEvents broker the hub embeds (OCM's sdk-go gRPC protocol): `Publish` hands
 //! an agent's event to the hub service of its data type; `Subscribe` streams the hub's events
 //! for one cluster and data type, starting with the `subscription-id` header and carrying a
 //! heartbeat at a fixed interval.

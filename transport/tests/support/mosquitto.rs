@@ -1,4 +1,4 @@
-//! A real Mosquitto (Debian package `mosquitto`, installed by `.ci/run`) on 127.0.0.1 with
+//! A real Mosquitto (Debian package `mosquitto`, installed by `cargo xtask test`) on 127.0.0.1 with
 //! TLS 1.3 and required client certificates, restartable on the same port.
 
 use std::path::PathBuf;
@@ -47,7 +47,7 @@ impl Mosquitto {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
-            .expect("mosquitto is required for the MQTT tests: apt-get install mosquitto (.ci/run installs it)");
+            .expect("mosquitto is required for the MQTT tests: apt-get install mosquitto (`cargo xtask test` installs it)");
         let log = std::fs::File::create(dir.join("mosquitto.log")).unwrap();
         std::process::Command::new(binary)
             .arg("-c")
