@@ -103,11 +103,10 @@ pub fn cluster_selector(set: &ManagedClusterSet) -> Result<Selector, LabelSelect
 /// Whether `cluster` lacks a non-empty clusterset label and so belongs in `default`.
 ///
 /// OCM stamps `cluster.open-cluster-management.io/clusterset=default` in its mutating admission
-/// webhook, on every create or update of a ManagedCluster without a non-empty clusterset label.
-/// ocm-rs has no webhook server yet, so this controller patches the label onto such clusters
-/// right after the write instead. The difference: the label arrives in a second write (a moment
-/// later, with a new resourceVersion) rather than in the admitted object itself. Clusters being
-/// deleted are left alone.
+/// webhook, on every create or update of a ManagedCluster without a non-empty clusterset label;
+/// so does ocm-hub's (`webhook::clusters::defaults`). This controller patches the label onto
+/// clusters stored without it anyway — while the webhook was not registered (an older hub, a
+/// hub run without it) — right after the write. Clusters being deleted are left alone.
 pub fn needs_default_label(cluster: &ManagedCluster) -> bool {
     cluster.metadata.deletion_timestamp.is_none()
         && cluster

@@ -1,5 +1,6 @@
-//! The hub's validating admission webhook for ManifestWorks, OCM's work webhook: the apiserver
-//! sends every ManifestWork CREATE and UPDATE here and stores only what it admits.
+//! The hub's admission webhooks: OCM's work webhook — the apiserver sends every ManifestWork
+//! CREATE and UPDATE here and stores only what it admits — and OCM's registration webhooks for
+//! ManagedClusters (validating and defaulting) and ManagedClusterSetBindings ([`clusters`]).
 //!
 //! - [`review`] (pure) decides: OCM's rules from [`ocm_api::work::validation`] (at least one
 //!   manifest, the configured size limit, `apiVersion`/`kind`/`metadata.name` on each, no
@@ -15,6 +16,7 @@
 //! certificate is checked (a reissued one reaches new handshakes without a restart) and the
 //! configuration applied again, so a deleted or edited one comes back.
 
+pub mod clusters;
 pub mod registration;
 pub mod review;
 pub mod server;
@@ -23,7 +25,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ocm_api::k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use ocm_api::k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
 use ocm_api::kube::Client;
 use ocm_api::work::validation::Limits;
 use ocm_transport::tls::{PemIdentity, ReloadableIdentity};
@@ -152,10 +156,19 @@ pub async fn start(
         },
         serving_cancel.clone(),
     ));
+    let mutating =
+        registration::mutating_configuration(&url, &hub_pki.ca_pem, config.timeout_seconds);
     if let Err(source) = registration::apply(client, &configuration).await {
         serving_cancel.cancel();
         return Err(WebhookError::Register {
             name: config.configuration_name,
+            source,
+        });
+    }
+    if let Err(source) = registration::apply_mutating(client, &mutating).await {
+        serving_cancel.cancel();
+        return Err(WebhookError::Register {
+            name: registration::MUTATING_NAME.to_owned(),
             source,
         });
     }
@@ -171,6 +184,7 @@ pub async fn start(
         serving,
         identity,
         configuration,
+        mutating,
         interval: config.maintenance_interval,
     };
     tokio::spawn(maintenance.run(serving_cancel));
@@ -186,6 +200,7 @@ struct Maintenance {
     serving: PemIdentity,
     identity: Arc<ReloadableIdentity>,
     configuration: ValidatingWebhookConfiguration,
+    mutating: MutatingWebhookConfiguration,
     interval: Duration,
 }
 
@@ -206,6 +221,12 @@ impl Maintenance {
                 tracing::warn!(
                     %err, name = ?self.configuration.metadata.name,
                     "re-applying the webhook configuration"
+                );
+            }
+            if let Err(err) = registration::apply_mutating(&self.client, &self.mutating).await {
+                tracing::warn!(
+                    %err, name = registration::MUTATING_NAME,
+                    "re-applying the mutating webhook configuration"
                 );
             }
         }

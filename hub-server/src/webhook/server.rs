@@ -22,8 +22,32 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-use super::registration::PATH;
+use super::clusters::{self, ClusterVerdict};
+use super::registration::{
+    BINDING_VALIDATE_PATH, CLUSTER_MUTATE_PATH, CLUSTER_VALIDATE_PATH, PATH,
+};
 use super::review::{self, Verdict};
+
+/// What is asked of the webhook, by path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    ValidateWork,
+    ValidateCluster,
+    ValidateBinding,
+    MutateCluster,
+}
+
+impl Route {
+    fn of(path: &str) -> Option<Self> {
+        match path {
+            PATH => Some(Self::ValidateWork),
+            CLUSTER_VALIDATE_PATH => Some(Self::ValidateCluster),
+            BINDING_VALIDATE_PATH => Some(Self::ValidateBinding),
+            CLUSTER_MUTATE_PATH => Some(Self::MutateCluster),
+            _ => None,
+        }
+    }
+}
 
 /// The largest request body read: an AdmissionReview carries the object and, on update, the old
 /// one, each up to etcd's 1.5 MiB, in JSON.
@@ -106,16 +130,21 @@ pub(crate) async fn serve(
 
 impl Handler {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
-        if request.uri().path() != PATH {
+        let Some(route) = Route::of(request.uri().path()) else {
             return text(
                 StatusCode::NOT_FOUND,
-                format!("not found; the webhook serves {PATH}"),
+                format!(
+                    "not found; the webhook serves {PATH}, {CLUSTER_VALIDATE_PATH}, {BINDING_VALIDATE_PATH} and {CLUSTER_MUTATE_PATH}"
+                ),
             );
-        }
+        };
         if request.method() != Method::POST {
             return text(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("{PATH} takes a POST of an AdmissionReview"),
+                format!(
+                    "{} takes a POST of an AdmissionReview",
+                    request.uri().path()
+                ),
             );
         }
         let body = match Limited::new(request.into_body(), MAX_BODY).collect().await {
@@ -137,7 +166,18 @@ impl Handler {
                 return text(StatusCode::BAD_REQUEST, why);
             }
         };
-        let response = self.admit(&request).await;
+        let response = match route {
+            Route::ValidateWork => self.admit(&request).await,
+            Route::ValidateCluster => {
+                self.admit_cluster(&request, clusters::judge_cluster(&request))
+                    .await
+            }
+            Route::ValidateBinding => {
+                self.admit_cluster(&request, clusters::judge_binding(&request))
+                    .await
+            }
+            Route::MutateCluster => default_cluster(&request),
+        };
         match serde_json::to_vec(&response.into_review()) {
             Ok(json) => {
                 let mut response = Response::new(Full::new(Bytes::from(json)));
@@ -200,6 +240,92 @@ impl Handler {
                 );
                 response
             }
+        }
+    }
+}
+
+impl Handler {
+    /// The answer to a ManagedCluster or ManagedClusterSetBinding request: every permission the
+    /// verdict needs is asked of the apiserver for the requester; the first it lacks refuses.
+    async fn admit_cluster(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+        verdict: ClusterVerdict,
+    ) -> AdmissionResponse {
+        let user = request.user_info.username.as_deref().unwrap_or("");
+        let refusal = match verdict {
+            ClusterVerdict::Allow => None,
+            ClusterVerdict::Deny(status) => Some(*status),
+            ClusterVerdict::Check(needed) => {
+                let api = ocm_api::kube::Api::<
+                    ocm_api::k8s_openapi::api::authorization::v1::SubjectAccessReview,
+                >::all(self.client.clone());
+                let mut refusal = None;
+                for need in needed {
+                    match api
+                        .create(&PostParams::default(), &need.review(&request.user_info))
+                        .await
+                    {
+                        Ok(reviewed) if reviewed.status.as_ref().is_some_and(|s| s.allowed) => {}
+                        Ok(_) => {
+                            refusal = Some(need.denied(&request.user_info));
+                            break;
+                        }
+                        Err(err) => {
+                            tracing::warn!(%err, uid = %request.uid, "admission review failed");
+                            refusal = Some(review::internal(format!(
+                                "checking whether user {user} may {} {}/{}: {err}",
+                                need.verb, need.resource, need.subresource
+                            )));
+                            break;
+                        }
+                    }
+                }
+                refusal
+            }
+        };
+        let response = AdmissionResponse::from(request);
+        match refusal {
+            Some(status) => {
+                tracing::info!(
+                    uid = %request.uid, operation = ?request.operation, kind = %request.kind.kind,
+                    name = %request.name, %user, code = status.code, reason = %status.message,
+                    "refused"
+                );
+                let mut response = response.deny(&status.message);
+                response.result = status;
+                response
+            }
+            None => response,
+        }
+    }
+}
+
+/// OCM's defaults for a ManagedCluster, as a JSON patch.
+fn default_cluster(request: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    let patch = clusters::defaults(request, ocm_api::k8s_openapi::jiff::Timestamp::now()).and_then(
+        |patch| {
+            patch
+                .map(serde_json::from_value::<json_patch::Patch>)
+                .transpose()
+                .map_err(|e| Box::new(review::internal(format!("building the patch: {e}"))))
+        },
+    );
+    match patch {
+        Ok(None) => response,
+        Ok(Some(patch)) => match response.clone().with_patch(patch) {
+            Ok(patched) => patched,
+            Err(err) => {
+                let mut denied = response.deny(err.to_string());
+                denied.result = review::internal(err.to_string());
+                denied
+            }
+        },
+        Err(status) => {
+            let mut denied = response.deny(&status.message);
+            denied.result = *status;
+            denied
         }
     }
 }
