@@ -5,8 +5,8 @@
 //!   edit of their `spec.clusterSelector` is rolled back, unless the set is annotated
 //!   `cluster.open-cluster-management.io/autoupdate: "false"`;
 //! - every ManagedCluster without a non-empty `cluster.open-cluster-management.io/clusterset`
-//!   label gets `…/clusterset=default` (see [`needs_default_label`]: OCM's mutating webhook's
-//!   job, done here by the controller);
+//!   label gets `…/clusterset=default` (see [`needs_default_label`]: the mutating webhook's
+//!   job, backed up here for clusters stored without it);
 //! - every ManagedClusterSet's `ClusterSetEmpty` condition says how many clusters it selects;
 //! - every ManagedClusterSetBinding's `Bound` condition says whether its set exists.
 //!
