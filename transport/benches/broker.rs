@@ -424,8 +424,10 @@ fn write_pki(dir: &Path) -> GrpcClientConfig {
     GrpcClientConfig {
         url: "127.0.0.1:0".to_owned(),
         ca_pem: Some(ca.pem()),
+        // One identity for every subscriber, so not an agent's (`…:<cluster>:<agent>`), which
+        // the broker lets act for its own cluster only.
         client_identity: Some(ca.client(
-            "system:open-cluster-management:bench:agent",
+            "bench-subscriber",
             Some("system:open-cluster-management:managed-clusters"),
         )),
         token: None,
