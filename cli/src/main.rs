@@ -129,6 +129,10 @@ enum Command {
         /// Where `join --local` kept the agent's files.
         #[arg(long, env = "OCMCTL_STATE_DIR")]
         state_dir: Option<PathBuf>,
+        /// Unjoin even while work the agent applied is on the cluster: its resources are
+        /// deleted or left as each work's delete option says (left, for an unknown work).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -541,6 +545,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unjoin {
             cluster_name,
             state_dir,
+            force,
         } => {
             let spoke = spoke_client(cli.kubeconfig.as_deref()).await?;
             let files = state_dir_or_default(state_dir)
@@ -550,6 +555,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 &spoke,
                 &cluster_name,
                 files.as_ref(),
+                force,
                 cli.timeout,
                 &mut progress(),
             )
@@ -558,6 +564,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 println!(
                     "{cluster_name}: stopped the local agent (pid {pid}); its log stays at {}",
                     log.display()
+                );
+            }
+            for released in &unjoined.released {
+                println!(
+                    "{cluster_name}: released AppliedManifestWork {}: deleted [{}], left [{}]",
+                    released.record,
+                    released.deleted.join(", "),
+                    released.orphaned.join(", ")
                 );
             }
             for object in &unjoined.deleted {

@@ -3,6 +3,10 @@
 //! hub credential the agent kept there, the Deployment, ServiceAccount and Role go with it) and
 //! the agent's ClusterRole and ClusterRoleBinding, and waits until the namespace is gone, so a
 //! new `join` can follow at once. The hub keeps the ManagedCluster, as with clusteradm.
+//!
+//! As clusteradm does, it refuses while AppliedManifestWorks exist (what the agent applied
+//! would be left owned by records nobody tends), naming them; with `force` it releases them
+//! first ([`crate::release`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +20,7 @@ use crate::join::{self, JoinError};
 use crate::local::{self, LocalError, LocalFiles, Stopped};
 use crate::names::{AGENT_CLUSTER_ROLE, AGENT_NAMESPACE, WORK_CLUSTER_ROLE};
 use crate::progress::{Observer, format_elapsed};
+use crate::release::{self, ReleaseError, Released};
 
 /// What unjoining removed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +29,8 @@ pub struct Unjoined {
     pub stopped: Option<(u32, PathBuf)>,
     /// `kind/name` of what was deleted from the managed cluster.
     pub deleted: Vec<String>,
+    /// The AppliedManifestWorks released (`force`), with what became of their resources.
+    pub released: Vec<Released>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +43,13 @@ pub enum UnjoinError {
     Join(#[from] JoinError),
     #[error(transparent)]
     Local(#[from] LocalError),
+    #[error(
+        "the agent applied work that is still on this cluster (AppliedManifestWorks {}): delete the ManifestWorks on the hub and wait until they are gone, or pass --force to release them here (their resources deleted or left as each work's delete option says; left, where the work is unknown)",
+        .0.join(", ")
+    )]
+    AppliedWork(Vec<String>),
+    #[error("releasing the applied work: {0}")]
+    Release(#[from] ReleaseError),
     #[error("{what} on the managed cluster: {source}")]
     Kube {
         what: &'static str,
@@ -61,6 +75,7 @@ pub async fn unjoin(
     spoke: &Client,
     cluster: &str,
     local: Option<&LocalFiles>,
+    force: bool,
     timeout: Duration,
     observer: &mut dyn Observer,
 ) -> Result<Unjoined, UnjoinError> {
@@ -73,15 +88,28 @@ pub async fn unjoin(
             asked: cluster.to_owned(),
         });
     }
+    let applied = release::applied_works(spoke).await?;
+    if !applied.is_empty() && !force {
+        return Err(UnjoinError::AppliedWork(
+            applied
+                .iter()
+                .map(|a| a.metadata.name.clone().unwrap_or_default())
+                .collect(),
+        ));
+    }
     let mut unjoined = Unjoined {
         stopped: None,
         deleted: Vec::new(),
+        released: Vec::new(),
     };
     if let Some(files) = local
         && let Stopped::Agent(pid) = local::stop(files, cluster, Duration::from_secs(10)).await?
     {
         unjoined.stopped = Some((pid, files.log.clone()));
     }
+    // Once the agent is stopped (a local one; an in-cluster one goes with its namespace, and
+    // the records are released before that, while the cache still says what the works want).
+    unjoined.released = release::release(spoke, &applied).await?;
     let namespaces: Api<Namespace> = Api::all(spoke.clone());
     if deleted(
         namespaces

@@ -16,10 +16,13 @@ use ocm_api::k8s_openapi::api::authentication::v1::TokenRequest;
 use ocm_api::k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
+use ocm_api::k8s_openapi::api::core::v1::ConfigMap;
 use ocm_api::k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use ocm_api::k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use ocm_api::kube::ResourceExt as _;
 use ocm_api::kube::api::PostParams;
 use ocm_api::kube::{Api, Client};
+use ocm_api::work::v1::{AppliedManifestWork, ManifestWork};
 use ocm_cli::hub::HubUrl;
 use ocm_cli::local::LocalFiles;
 use ocm_testenv::{Cluster, eventually, free_port};
@@ -232,9 +235,41 @@ async fn init_join_local_accept_and_unjoin_register_a_cluster_and_leave_nothing_
         text.out
     );
 
-    // unjoin stops the agent and removes what join and the agent wrote.
-    assert!(namespace_exists(&spoke_kube).await);
-    let unjoined = ocmctl(
+    // Work applied on the cluster: one work deleting its resources with it (the default), one
+    // leaving them (Orphan).
+    let works: Api<ManifestWork> = Api::namespaced(hub_kube.clone(), "cluster1");
+    for (name, orphan) in [("gone", false), ("kept", true)] {
+        let mut work = serde_json::json!({
+            "apiVersion": "work.open-cluster-management.io/v1", "kind": "ManifestWork",
+            "metadata": {"name": name, "namespace": "cluster1"},
+            "spec": {"workload": {"manifests": [{"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": format!("{name}-cm"), "namespace": "default"},
+                "data": {"a": "1"}}]}},
+        });
+        if orphan {
+            work["spec"]["deleteOption"] = serde_json::json!({"propagationPolicy": "Orphan"});
+        }
+        works
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(work).unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(spoke_kube.clone(), "default");
+    let records: Api<AppliedManifestWork> = Api::all(spoke_kube.clone());
+    eventually("both works applied", Duration::from_secs(60), async || {
+        let applied = records.list(&Default::default()).await.ok()?.items.len();
+        let gone = config_maps.get_opt("gone-cm").await.ok()??;
+        config_maps.get_opt("kept-cm").await.ok()??;
+        // The agent owns what the work deletes with it; what it orphans it does not.
+        (applied == 2 && !gone.owner_references().is_empty()).then_some(())
+    })
+    .await;
+
+    // unjoin refuses while the agent's work is there, naming it…
+    let refused = ocmctl(
         spoke.kubeconfig_path(),
         &[
             "unjoin",
@@ -244,7 +279,62 @@ async fn init_join_local_accept_and_unjoin_register_a_cluster_and_leave_nothing_
             &state_dir,
         ],
     );
+    assert!(!refused.ok);
+    assert!(
+        refused.err.contains("-gone")
+            && refused.err.contains("-kept")
+            && refused.err.contains("--force"),
+        "{}",
+        refused.err
+    );
+    assert!(namespace_exists(&spoke_kube).await, "nothing was removed");
+
+    // …and with --force releases it as each work says, then stops the agent and removes what
+    // join and the agent wrote.
+    assert!(namespace_exists(&spoke_kube).await);
+    let unjoined = ocmctl(
+        spoke.kubeconfig_path(),
+        &[
+            "unjoin",
+            "--cluster-name",
+            "cluster1",
+            "--state-dir",
+            &state_dir,
+            "--force",
+        ],
+    );
     assert!(unjoined.ok, "{}", unjoined.err);
+    assert!(
+        unjoined
+            .out
+            .contains("deleted [configmaps/default/gone-cm]")
+            && unjoined.out.contains("left [configmaps/default/kept-cm]"),
+        "{}",
+        unjoined.out
+    );
+    assert!(
+        records
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    eventually("gone-cm deleted", Duration::from_secs(30), async || {
+        config_maps
+            .get_opt("gone-cm")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kept = config_maps.get("kept-cm").await.unwrap();
+    assert!(
+        kept.owner_references().is_empty(),
+        "kept-cm is left unowned"
+    );
     assert!(
         unjoined
             .out

@@ -27,7 +27,8 @@ pub const CACHE_LABEL: &str = "work.ocm-rs.io/cache";
 pub const AGENT_ID_ANNOTATION: &str = "work.ocm-rs.io/agent-id";
 /// Annotation: the hub hash (as in AppliedManifestWork names) of the hub the work came from.
 pub const HUB_HASH_ANNOTATION: &str = "work.ocm-rs.io/hub-hash";
-const WORK_KEY: &str = "work.json";
+/// The key of an entry's work (its JSON).
+pub const WORK_KEY: &str = "work.json";
 const STATUS_HASH_KEY: &str = "status-hash";
 const FIELD_MANAGER: &str = "ocm-agent-work-cache";
 
