@@ -621,7 +621,8 @@ async fn an_agent_acts_only_for_its_cluster_and_only_while_it_may() {
         effect: TaintEffect::NoSelect,
         time_added: None,
     }];
-    clusters
+    // As stored: the defaults (the taint's timeAdded) are in it.
+    let tainted = clusters
         .replace("cluster1", &PostParams::default(), &tainted)
         .await
         .unwrap();
