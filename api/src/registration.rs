@@ -22,6 +22,11 @@ pub fn agent_user_cluster(user: &str) -> Option<&str> {
     (!cluster.is_empty() && !agent.is_empty() && !agent.contains(':')).then_some(cluster)
 }
 
+/// The audience of the bootstrap tokens `ocmctl` makes and the hub's broker checks by default:
+/// a token bound to it authenticates to the broker and to nothing else — not to the hub's
+/// apiserver, which a bootstrap token handed to every joining cluster otherwise is.
+pub const BROKER_TOKEN_AUDIENCE: &str = "ocm-rs.io/broker";
+
 /// Longest cluster name: a DNS-1123 label, since the name becomes the cluster's namespace.
 pub const MAX_CLUSTER_NAME_LENGTH: usize = 63;
 

@@ -128,7 +128,9 @@ pub async fn request_token(
 ) -> Result<(String, Option<String>), TokenError> {
     let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), BOOTSTRAP_NAMESPACE);
     let request = TokenRequest {
+        // Bound to the broker: it authenticates agents' joins there and nowhere else.
         spec: TokenRequestSpec {
+            audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
             expiration_seconds: Some(i64::try_from(expiration.as_secs()).unwrap_or(i64::MAX)),
             ..TokenRequestSpec::default()
         },

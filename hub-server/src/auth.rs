@@ -108,6 +108,8 @@ impl<K: Eq + Hash, V: Clone> TtlCache<K, V> {
 /// `tokenreviews`, as in `system:auth-delegator`).
 pub struct TokenReviewAuthenticator {
     client: Client,
+    /// The audiences a token must be bound to (any of them); empty: the apiserver's own.
+    audiences: Vec<String>,
     /// Keyed by the token's SHA-256, so no token outlives its request in memory.
     cache: TtlCache<[u8; 32], Result<Identity, String>>,
 }
@@ -121,9 +123,12 @@ impl std::fmt::Debug for TokenReviewAuthenticator {
 }
 
 impl TokenReviewAuthenticator {
-    pub fn new(client: Client, cache_ttl: Duration) -> Self {
+    /// Tokens are accepted when bound to one of `audiences`, or with no audiences given, to
+    /// the apiserver's own (as OCM's gRPC server reviews them).
+    pub fn new(client: Client, cache_ttl: Duration, audiences: Vec<String>) -> Self {
         Self {
             client,
+            audiences,
             cache: TtlCache::new(cache_ttl),
         }
     }
@@ -132,7 +137,7 @@ impl TokenReviewAuthenticator {
         let review = TokenReview {
             spec: TokenReviewSpec {
                 token: Some(token.to_owned()),
-                audiences: None,
+                audiences: (!self.audiences.is_empty()).then(|| self.audiences.clone()),
             },
             ..TokenReview::default()
         };
@@ -146,6 +151,20 @@ impl TokenReviewAuthenticator {
                 Some(error) if !error.is_empty() => format!("token not authenticated: {error}"),
                 _ => "token not authenticated".to_owned(),
             });
+        }
+        // The apiserver authenticates a token for the audiences asked only if it is bound to one
+        // of them, and says which; checked here too, so no other answer is taken for one.
+        if !self.audiences.is_empty()
+            && !status
+                .audiences
+                .iter()
+                .flatten()
+                .any(|a| self.audiences.contains(a))
+        {
+            return Err(format!(
+                "token not authenticated: it is not bound to the broker's audience ({})",
+                self.audiences.join(", ")
+            ));
         }
         let user = status.user.unwrap_or_default();
         Ok(Identity {

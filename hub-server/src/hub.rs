@@ -51,6 +51,8 @@ pub struct HubConfig {
     pub serving_files: Option<(PathBuf, PathBuf)>,
     pub client_cert_validity: Duration,
     pub auto_approved_users: Vec<String>,
+    /// The audiences bearer tokens must be bound to (any); empty: the apiserver's own.
+    pub token_audiences: Vec<String>,
     /// How long TokenReview answers are reused.
     pub auth_cache_ttl: Duration,
     /// How long SubjectAccessReview grants are reused; RBAC changes drop them sooner.
@@ -275,6 +277,7 @@ pub async fn run_with_webhook(
         Some(Arc::new(TokenReviewAuthenticator::new(
             reviews,
             config.auth_cache_ttl,
+            config.token_audiences.clone(),
         ))),
         Arc::clone(&agents_authorizer),
     );

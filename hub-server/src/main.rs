@@ -52,6 +52,11 @@ struct Cli {
     /// Users whose cluster join requests are approved without a person.
     #[arg(long, value_delimiter = ',')]
     auto_approved_users: Vec<String>,
+    /// The audiences a bootstrap token must be bound to (`ocmctl` binds its tokens to the
+    /// first). An empty value accepts tokens of the apiserver's own audience instead, as OCM's
+    /// hub does — such a token is also a credential for the hub's apiserver.
+    #[arg(long, value_delimiter = ',', default_value = ocm_api::registration::BROKER_TOKEN_AUDIENCE)]
+    token_audiences: Vec<String>,
     /// Lifetime of the agents' client certificates.
     #[arg(long, default_value = "24h", value_parser = duration)]
     client_cert_validity: Duration,
@@ -192,6 +197,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         serving_files: cli.grpc_cert_file.zip(cli.grpc_key_file),
         client_cert_validity: cli.client_cert_validity,
         auto_approved_users: cli.auto_approved_users,
+        token_audiences: cli
+            .token_audiences
+            .into_iter()
+            .filter(|a| !a.is_empty())
+            .collect(),
         auth_cache_ttl: cli.auth_cache_ttl,
         access_cache_ttl: cli.access_cache_ttl,
         availability: AvailabilityConfig {

@@ -114,6 +114,7 @@ impl Hub {
                 &PostParams::default(),
                 &TokenRequest {
                     spec: TokenRequestSpec {
+                        audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
                         expiration_seconds: Some(3600),
                         ..TokenRequestSpec::default()
                     },

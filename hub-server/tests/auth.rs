@@ -207,24 +207,59 @@ async fn bearer_tokens_are_checked_with_a_token_review_and_revocation_is_seen() 
         )
         .await
         .unwrap();
-    let issued = accounts
-        .create_token_request(
-            "agent-registration-bootstrap",
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    audiences: vec![],
-                    expiration_seconds: Some(3600),
-                    ..TokenRequestSpec::default()
-                },
-                ..TokenRequest::default()
-            },
-        )
-        .await
-        .unwrap();
-    let token = issued.status.unwrap().token;
+    let token_for = |audiences: Vec<String>| {
+        let accounts = accounts.clone();
+        async move {
+            accounts
+                .create_token_request(
+                    "agent-registration-bootstrap",
+                    &PostParams::default(),
+                    &TokenRequest {
+                        spec: TokenRequestSpec {
+                            audiences,
+                            expiration_seconds: Some(3600),
+                            ..TokenRequestSpec::default()
+                        },
+                        ..TokenRequest::default()
+                    },
+                )
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .token
+        }
+    };
+    let broker = vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()];
+    let token = token_for(broker.clone()).await;
+    let apiserver_token = token_for(vec![]).await;
 
-    let authenticator = TokenReviewAuthenticator::new(client.clone(), Duration::ZERO);
+    // Bound to the broker's audience: the hub takes it, the hub's apiserver does not.
+    let authenticator =
+        TokenReviewAuthenticator::new(client.clone(), Duration::ZERO, broker.clone());
+    let err = authenticator
+        .authenticate(&apiserver_token)
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("token not authenticated"), "{err}");
+    let mut as_token = cluster.kube_config().clone();
+    as_token.auth_info = ocm_api::kube::config::AuthInfo {
+        token: Some(token.clone().into()),
+        ..Default::default()
+    };
+    let direct = Client::try_from(as_token).unwrap();
+    let refused = Api::<ServiceAccount>::namespaced(direct, "open-cluster-management")
+        .list(&Default::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, ocm_api::kube::Error::Api(status) if status.code == 401),
+        "the bootstrap token is no apiserver credential: {refused:?}"
+    );
+    // With no audience configured, the apiserver's own, as OCM's hub reviews tokens.
+    let any = TokenReviewAuthenticator::new(client.clone(), Duration::ZERO, vec![]);
+    any.authenticate(&apiserver_token).await.unwrap();
+
     let who = authenticator.authenticate(&token).await.unwrap();
     assert_eq!(
         who.user,

@@ -43,6 +43,7 @@ async fn bootstrap_token(kube: &ocm_api::kube::Client) -> String {
             &PostParams::default(),
             &TokenRequest {
                 spec: TokenRequestSpec {
+                    audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
                     expiration_seconds: Some(3600),
                     ..TokenRequestSpec::default()
                 },

@@ -494,6 +494,7 @@ fn hub_config(health_port: u16) -> HubConfig {
         serving_files: None,
         client_cert_validity: Duration::from_secs(3600),
         auto_approved_users: Vec::new(),
+        token_audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
         auth_cache_ttl: Duration::from_secs(1),
         access_cache_ttl: Duration::from_secs(1),
         availability: AvailabilityConfig::default(),

@@ -104,6 +104,7 @@ pub(crate) async fn start_hub_with_clients(
         serving_files: None,
         client_cert_validity: validity,
         auto_approved_users: auto_approved,
+        token_audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
         auth_cache_ttl: Duration::from_secs(1),
         access_cache_ttl: Duration::from_secs(1),
         availability: AvailabilityConfig::default(),
@@ -139,6 +140,7 @@ pub(crate) async fn start_hub_with_clients(
             &PostParams::default(),
             &TokenRequest {
                 spec: TokenRequestSpec {
+                    audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
                     expiration_seconds: Some(3600),
                     ..TokenRequestSpec::default()
                 },

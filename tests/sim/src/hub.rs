@@ -163,6 +163,7 @@ pub async fn bootstrap_token(
 ) -> Result<String, SimError> {
     let request = TokenRequest {
         spec: TokenRequestSpec {
+            audiences: vec![ocm_api::registration::BROKER_TOKEN_AUDIENCE.to_owned()],
             expiration_seconds: i64::try_from(expiration.as_secs()).ok(),
             ..TokenRequestSpec::default()
         },
