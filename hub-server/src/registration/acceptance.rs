@@ -434,23 +434,13 @@ async fn reconcile(
             };
             grants_changed(&name, change);
         }
-        // Guarded by the resourceVersion the conditions were read at: the list is written
-        // whole, and an agent's report (Available) written meanwhile must not be lost. A
-        // conflict means a newer object, and with it another reconcile, is on its way.
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": cluster.metadata.resource_version},
-            "status": {"conditions": conditions},
-        });
-        match Api::<ManagedCluster>::all(client.clone())
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        if !write_conditions(client, &cluster, &conditions)
             .await
+            .map_err(err("recording acceptance"))?
         {
-            Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => {
-                tracing::debug!(cluster = %name, "acceptance not recorded: the cluster changed meanwhile");
-                return Ok(Action::requeue(CONFLICT_RETRY));
-            }
-            other => other.map_err(err("recording acceptance"))?,
-        };
+            tracing::debug!(cluster = %name, "acceptance not recorded: the cluster changed meanwhile");
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        }
         tracing::info!(cluster = %name, accepted, "acceptance recorded");
     }
     if requeue == RESYNC {
@@ -508,25 +498,42 @@ async fn refuse(
     );
     if changed {
         tracing::warn!(cluster = %ocm_api::registration::truncated(&name, 63), %why, "refused to grant a cluster anything");
-        let patch = serde_json::json!({
-            "metadata": {"resourceVersion": cluster.metadata.resource_version},
-            "status": {"conditions": conditions},
-        });
-        match Api::<ManagedCluster>::all(client.clone())
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        let written = write_conditions(client, cluster, &conditions)
             .await
-        {
-            Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => {
-                return Ok(Action::requeue(CONFLICT_RETRY));
-            }
-            other => other.map_err(|source| AcceptanceError {
+            .map_err(|source| AcceptanceError {
                 cluster: name.clone(),
                 what: "recording the refusal",
                 source: Box::new(source),
-            })?,
-        };
+            })?;
+        if !written {
+            return Ok(Action::requeue(CONFLICT_RETRY));
+        }
     }
     Ok(Action::requeue(REFUSED_RECHECK))
+}
+
+/// Writes `conditions` as `cluster`'s, guarded by the resourceVersion they were read at: the
+/// list is written whole, and an agent's report (Available) written meanwhile must not be lost.
+/// False on a conflict, which means a newer object, and with it another reconcile, is on its
+/// way.
+async fn write_conditions(
+    client: &Client,
+    cluster: &ManagedCluster,
+    conditions: &[ocm_api::condition::Condition],
+) -> Result<bool, ocm_api::kube::Error> {
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": cluster.metadata.resource_version},
+        "status": {"conditions": conditions},
+    });
+    match Api::<ManagedCluster>::all(client.clone())
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(ocm_api::kube::Error::Api(status)) if status.code == 409 => Ok(false),
+        Err(err) => Err(err),
+    }
 }
 
 fn auto_accepted_before(cluster: &ManagedCluster) -> bool {
