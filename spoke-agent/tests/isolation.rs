@@ -176,12 +176,14 @@ async fn an_expired_bootstrap_token_is_refused_and_a_current_one_accepted() {
         .await
         .unwrap();
     let now = jiff::Timestamp::now().as_second();
-    // What a TokenRequest would have returned, valid for an hour from `issued`.
+    // What a TokenRequest for the broker's audience would have returned, valid for an hour
+    // from `issued`.
     let token = |issued: i64| {
         hub_cluster
             .sign_service_account_token(&serde_json::json!({
                 "sub": BOOTSTRAP_USER,
-                "aud": [hub_cluster.server_url()],
+                // Bound to the broker, as `ocmctl get token` binds its tokens.
+                "aud": [ocm_api::registration::BROKER_TOKEN_AUDIENCE],
                 "iat": issued,
                 "nbf": issued,
                 "exp": issued + 3600,
