@@ -97,7 +97,8 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
             "h" => 3600.0,
             _ => return None,
         };
-        total += Duration::try_from_secs_f64(value * seconds_per_unit).ok()?;
+        // Go refuses a sum past its range too; `+=` would panic.
+        total = total.checked_add(Duration::try_from_secs_f64(value * seconds_per_unit).ok()?)?;
         rest = tail;
     }
     Some(total)
@@ -321,6 +322,12 @@ mod tests {
         for bad in ["", "10", "s", "10x", "-1s"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
+        // Parts that fit alone but not together (found by tests/fuzz_decoders.rs, which saw
+        // "overflow when adding durations").
+        assert_eq!(
+            parse_go_duration("270015325096382448s18176728748613168128s"),
+            None
+        );
         let nanos: GoDuration = serde_json::from_str("1500000000").unwrap();
         assert_eq!(nanos.0, Duration::from_millis(1500));
     }
