@@ -1,6 +1,7 @@
 //! Fuzzing the hub's own decoders of what peers send (pure: no cluster needed): certificate
 //! signing requests (PEM and DER, through `check_request`, `requested_common_name` and `issue`)
-//! and the ManifestWork webhook's AdmissionReview bodies with OCM's work validation.
+//! and the webhook's AdmissionReview bodies: ManifestWorks with OCM's work validation, and
+//! ManagedClusters and ManagedClusterSetBindings with their judgements and defaults.
 //!
 //! Inputs are fully random and mutations of valid ones: a real agent's request as PEM text and
 //! as DER (re-wrapped in PEM, so the mutation reaches the ASN.1 parser), requests re-signed
@@ -10,7 +11,8 @@
 //! node. Every case must not panic, must answer with a value, and must
 //! stay within the allocation bound of `transport/tests/support/fuzz.rs`. What the hub relies on
 //! is checked too: a request `check_request` accepts names its labelled cluster's agent, and a
-//! certificate `issue` signs carries exactly the subject that was asked for.
+//! certificate `issue` signs carries exactly the subject that was asked for, a new cluster is
+//! admitted only under a cluster name, and the defaults patch applies to the cluster it is for.
 //!
 //! `OCM_FUZZ_CASES=100000 cargo test --release -p ocm-hub-server --test fuzz_decoders -- --nocapture`
 //! runs a long session; docs/testing.md says more.
@@ -33,6 +35,8 @@ use rcgen::{
 };
 use serde_json::{Value, json};
 
+use ocm_api::cluster::v1::{ManagedCluster, Taint};
+use ocm_api::cluster::v1beta2::CLUSTER_SET_LABEL;
 use ocm_api::k8s_openapi::ByteString;
 use ocm_api::k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestSpec,
@@ -40,12 +44,13 @@ use ocm_api::k8s_openapi::api::certificates::v1::{
 use ocm_api::k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use ocm_api::kube::core::DynamicObject;
 use ocm_api::kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND,
+    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
 };
 use ocm_api::registration::validate_cluster_name;
 use ocm_api::work::v1::ManifestWork;
 use ocm_api::work::validation::{self, Limits};
 use ocm_hub_server::csr::{self, CLUSTER_NAME_LABEL, MANAGED_CLUSTERS_GROUP, SIGNER_NAME};
+use ocm_hub_server::webhook::clusters::{self, CLUSTER_GROUP, ClusterVerdict};
 use ocm_hub_server::webhook::review::{self, Verdict};
 
 use fuzz::{
@@ -757,7 +762,7 @@ fn admission_review_bodies_are_judged_or_refused_whatever_the_bytes() {
         1 => mutated_bytes(serde_json::to_vec(&review_seeds()[0]).unwrap()),
     ];
     run_within(
-        "AdmissionReview body (webhook)",
+        "ManifestWork AdmissionReview body (webhook)",
         WEBHOOK_BOUND,
         inputs,
         |body| {
@@ -795,4 +800,190 @@ fn manifest_works_are_validated_or_refused_with_field_errors() {
             std::hint::black_box(validation::manifests_size(&work.spec.workload.manifests));
         });
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ManagedCluster and ManagedClusterSetBinding webhooks.
+
+fn cluster_json(name: &str, accepted: bool, set: Option<&str>, taint_time: bool) -> Value {
+    let mut labels = json!({"env": "prod"});
+    if let Some(set) = set {
+        labels[CLUSTER_SET_LABEL] = json!(set);
+    }
+    let mut taint = json!({"key": "k", "value": "v", "effect": "NoSelect"});
+    if taint_time {
+        taint["timeAdded"] = json!("2025-12-16T06:00:17Z");
+    }
+    json!({"apiVersion": "cluster.open-cluster-management.io/v1", "kind": "ManagedCluster",
+        "metadata": {"name": name, "labels": labels, "uid": "u-2"},
+        "spec": {"hubAcceptsClient": accepted, "leaseDurationSeconds": 60,
+            "managedClusterClientConfigs": [{"url": "https://c1:6443", "caBundle": "Y2E="}],
+            "taints": [taint]}})
+}
+
+fn binding_json(name: &str, set: &str) -> Value {
+    json!({"apiVersion": "cluster.open-cluster-management.io/v1beta2",
+        "kind": "ManagedClusterSetBinding",
+        "metadata": {"name": name, "namespace": "ns"}, "spec": {"clusterSet": set}})
+}
+
+fn cluster_review(
+    kind: &str,
+    resource: &str,
+    operation: &str,
+    object: Value,
+    old: Option<Value>,
+) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "1", "name": object["metadata"]["name"], "operation": operation,
+            "kind": {"group": CLUSTER_GROUP, "version": "v1", "kind": kind},
+            "resource": {"group": CLUSTER_GROUP, "version": "v1", "resource": resource},
+            "userInfo": {"username": "alice", "groups": ["system:authenticated"]},
+            "object": object, "oldObject": old,
+        }
+    })
+}
+
+fn cluster_review_seeds() -> Vec<Value> {
+    let cluster =
+        |op, object, old| cluster_review("ManagedCluster", "managedclusters", op, object, old);
+    let binding = |op, object, old| {
+        cluster_review(
+            "ManagedClusterSetBinding",
+            "managedclustersetbindings",
+            op,
+            object,
+            old,
+        )
+    };
+    vec![
+        cluster(
+            "CREATE",
+            cluster_json("cluster1", true, Some("prod"), false),
+            None,
+        ),
+        cluster("CREATE", cluster_json("cluster2", false, None, true), None),
+        cluster(
+            "UPDATE",
+            cluster_json("cluster1", true, Some("dev"), false),
+            Some(cluster_json("cluster1", false, Some("prod"), true)),
+        ),
+        binding("CREATE", binding_json("prod", "prod"), None),
+        binding(
+            "UPDATE",
+            binding_json("prod", "prod"),
+            Some(binding_json("prod", "dev")),
+        ),
+    ]
+}
+
+/// What the server does with a body on the cluster routes: the three judgements, the
+/// permissions they ask for, and the defaults patch, which must apply to the object it is for.
+fn admit_cluster(body: &[u8]) {
+    let Ok(review) = serde_json::from_slice::<AdmissionReview<DynamicObject>>(body) else {
+        fuzz::reached("not an AdmissionReview");
+        return;
+    };
+    if review.types.api_version != META_API_VERSION_V1 || review.types.kind != META_KIND {
+        return;
+    }
+    let Ok(request): Result<AdmissionRequest<DynamicObject>, _> = review.try_into() else {
+        return;
+    };
+    let is_create = request.operation == Operation::Create;
+    for verdict in [
+        clusters::judge_cluster(&request),
+        clusters::judge_binding(&request),
+    ] {
+        match verdict {
+            ClusterVerdict::Allow => fuzz::reached("allowed"),
+            ClusterVerdict::Deny(status) => {
+                fuzz::reached("denied");
+                drop(serde_json::to_vec(&status).unwrap());
+            }
+            ClusterVerdict::Check(needed) => {
+                fuzz::reached("permissions checked");
+                for need in needed {
+                    drop(need.review(&request.user_info));
+                    drop(need.denied(&request.user_info));
+                }
+            }
+        }
+    }
+    // A new cluster is admitted only under a cluster name.
+    if is_create
+        && !matches!(clusters::judge_cluster(&request), ClusterVerdict::Deny(_))
+        && let Some(object) = &request.object
+    {
+        let name = object.metadata.name.clone().unwrap_or_default();
+        assert!(validate_cluster_name(&name).is_ok(), "admitted {name:?}");
+    }
+    let now: ocm_api::k8s_openapi::jiff::Timestamp = "2026-01-02T03:04:05Z".parse().unwrap();
+    match clusters::defaults(&request, now) {
+        Ok(Some(ops)) => {
+            fuzz::reached("defaulted");
+            let patch: json_patch::Patch = serde_json::from_value(ops).unwrap();
+            let mut object = serde_json::to_value(request.object.as_ref().unwrap()).unwrap();
+            json_patch::patch(&mut object, &patch).unwrap();
+            let patched: ManagedCluster = serde_json::from_value(object).unwrap();
+            let labels = patched.metadata.labels.unwrap_or_default();
+            assert!(labels.contains_key(CLUSTER_SET_LABEL));
+            // Each taint's time: kept from before for a taint that was already there, now for a new one.
+            // (An old object counts only on UPDATE.)
+            let old: Vec<Taint> = request
+                .old_object
+                .as_ref()
+                .filter(|_| request.operation == Operation::Update)
+                .map(|old| {
+                    let old: ManagedCluster =
+                        serde_json::from_value(serde_json::to_value(old).unwrap()).unwrap();
+                    old.spec.taints
+                })
+                .unwrap_or_default();
+            for taint in &patched.spec.taints {
+                let before = old.iter().find(|t| {
+                    t.key == taint.key && t.value == taint.value && t.effect == taint.effect
+                });
+                match before {
+                    Some(before) => assert_eq!(taint.time_added, before.time_added),
+                    None => assert_eq!(taint.time_added.as_ref().map(|t| t.0), Some(now)),
+                }
+            }
+        }
+        Ok(None) => {}
+        Err(status) => drop(status.message),
+    }
+}
+
+#[test]
+fn cluster_and_binding_admission_bodies_are_judged_or_refused_and_defaults_apply() {
+    let objects = vec![
+        cluster_json("cluster1", true, Some("prod"), false),
+        cluster_json("cluster2", false, None, true),
+    ];
+    let within = (
+        proptest::sample::select(vec!["CREATE", "UPDATE"]),
+        fuzz::mutated_json_value(objects.clone()),
+        proptest::option::of(proptest::sample::select(objects)),
+    )
+        .prop_map(|(operation, object, old)| {
+            let review =
+                cluster_review("ManagedCluster", "managedclusters", operation, object, old);
+            fuzz::Bytes(serde_json::to_vec(&review).unwrap())
+        });
+    let inputs = prop_oneof![
+        1 => random_bytes(4096),
+        4 => mutated_json(cluster_review_seeds()),
+        4 => within,
+    ];
+    run_within(
+        "ManagedCluster / binding AdmissionReview body (webhook)",
+        WEBHOOK_BOUND,
+        inputs,
+        |body| {
+            bounded(body.len(), || admit_cluster(&body));
+        },
+    );
 }
