@@ -134,6 +134,15 @@ pub fn issue(
     let requested = CertificateSigningRequestParams::from_der(&der.as_slice().into())
         .map_err(|e| CsrRefusal::Malformed(format!("signature or encoding: {e}")))?;
     let subject = request_subject(&csr.spec.request.0)?;
+    // rcgen holds one value per attribute type and the second organization under a custom type
+    // (see `Subject::distinguished_name`): a third would replace the second, and the certificate
+    // would name groups the request did not ask for together.
+    if subject.organizations.len() > 2 {
+        return Err(CsrRefusal::Malformed(format!(
+            "{} subject organizations; at most two can be issued",
+            subject.organizations.len()
+        )));
+    }
     let mut params = CertificateParams::default();
     params.distinguished_name = subject.distinguished_name();
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -169,8 +178,9 @@ struct Subject {
 }
 
 impl Subject {
-    /// Every organization kept: rcgen keeps one value per attribute type, so the second and
-    /// later ones are written under the organization OID as a custom type, which it keys apart.
+    /// Both organizations kept: rcgen keeps one value per attribute type, so the second is
+    /// written under the organization OID as a custom type, which it keys apart (`issue` refuses
+    /// a third, which would replace it).
     fn distinguished_name(&self) -> DistinguishedName {
         let mut name = DistinguishedName::new();
         for (i, organization) in self.organizations.iter().enumerate() {
@@ -480,6 +490,39 @@ mod tests {
         );
         let err = issue(&tampered, &issuer, std::time::Duration::from_secs(86_400)).unwrap_err();
         assert!(matches!(err, CsrRefusal::Malformed(_)), "{err}");
+    }
+
+    #[test]
+    fn a_request_with_more_organizations_than_a_certificate_can_carry_is_refused() {
+        // Validly signed, with three organizations; rcgen would have kept the first and the
+        // last, issuing a certificate of the cluster's group and system:masters without
+        // managed-clusters (found by tests/fuzz_decoders.rs). check_request refuses it too.
+        const THREE_ORGANIZATIONS: &str = "-----BEGIN CERTIFICATE REQUEST-----
+MIIBejCCASECAQAwgb4xMDAuBgNVBAoMJ3N5c3RlbTpvcGVuLWNsdXN0ZXItbWFu
+YWdlbWVudDpjbHVzdGVyMTE4MDYGA1UECgwvc3lzdGVtOm9wZW4tY2x1c3Rlci1t
+YW5hZ2VtZW50Om1hbmFnZWQtY2x1c3RlcnMxFzAVBgNVBAoMDnN5c3RlbTptYXN0
+ZXJzMTcwNQYDVQQDDC5zeXN0ZW06b3Blbi1jbHVzdGVyLW1hbmFnZW1lbnQ6Y2x1
+c3RlcjE6YWdlbnQxMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEzDzMqgVmFEdR
+SQPEAUvOZkv+K7vnNKi4x8N17KLSArTdjXp8se5v85JYHF6o23EQ+Za4bvryDsMw
+jUkk8zWBUaAAMAoGCCqGSM49BAMCA0cAMEQCIFzuj7asBhjOtbZ5OJPXu1BxiGSZ
+OLfdRHUqfVjjMaL2AiAc/q+FjX1QhnMa23gFjeSJLrlVRhsuE/NmdUzljhS5hA==
+-----END CERTIFICATE REQUEST-----
+";
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::from_ca_cert_pem(&ca.pem(), ca_key).unwrap();
+        let request = csr(Some("cluster1"), THREE_ORGANIZATIONS.to_owned());
+        assert!(matches!(
+            check_request(&request),
+            Err(CsrRefusal::Organizations { .. })
+        ));
+        let err = issue(&request, &issuer, std::time::Duration::from_secs(3600)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "malformed request: 3 subject organizations; at most two can be issued"
+        );
     }
 
     fn pem_der_certificate(pem: &str) -> Vec<u8> {

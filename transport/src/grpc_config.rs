@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::pem_source::{PemSourceError, TlsFiles};
 use crate::tls::PemIdentity;
@@ -97,7 +98,8 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
             "h" => 3600.0,
             _ => return None,
         };
-        total += Duration::try_from_secs_f64(value * seconds_per_unit).ok()?;
+        // Go refuses a sum past its range too; `+=` would panic.
+        total = total.checked_add(Duration::try_from_secs_f64(value * seconds_per_unit).ok()?)?;
         rest = tail;
     }
     Some(total)
@@ -159,9 +161,25 @@ impl std::fmt::Debug for GrpcClientConfig {
     }
 }
 
+/// Most YAML events that aliases may replay in one configuration file. serde-saphyr's default
+/// (a million) let 400 bytes of nested aliases make the parser hold 67 MB before its node budget
+/// stopped it; OCM's files have a few dozen keys, so a thousand leaves room for any alias a
+/// person writes.
+const MAX_REPLAYED_YAML_EVENTS: usize = 1_000;
+
+/// Parses one of OCM's YAML configuration files (this one and the MQTT one) with aliases bounded.
+pub(crate) fn config_from_yaml<T: DeserializeOwned>(text: &str) -> Result<T, serde_saphyr::Error> {
+    let options = serde_saphyr::options! {
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: MAX_REPLAYED_YAML_EVENTS,
+        },
+    };
+    serde_saphyr::from_str_with_options(text, options)
+}
+
 impl GrpcConfigFile {
     pub fn from_yaml(text: &str) -> Result<Self, GrpcConfigError> {
-        serde_saphyr::from_str(text).map_err(|e| GrpcConfigError::Yaml(e.to_string()))
+        config_from_yaml(text).map_err(|e| GrpcConfigError::Yaml(e.to_string()))
     }
 
     /// Reads what the file refers to through `read` and checks the combination.
@@ -305,6 +323,33 @@ mod tests {
         }
     }
 
+    /// `levels` of anchors, each a list of `fanout` aliases of the one before: `fanout^levels`
+    /// scalars from a few hundred bytes.
+    fn alias_bomb(levels: usize, fanout: usize, key: &str) -> String {
+        let mut yaml = format!("a0: &a0 [{}]\n", vec!["xxxxxxxx"; fanout].join(", "));
+        for level in 1..=levels {
+            let previous = format!("*a{}", level - 1);
+            yaml.push_str(&format!(
+                "a{level}: &a{level} [{}]\n",
+                vec![previous.as_str(); fanout].join(", ")
+            ));
+        }
+        yaml + &format!("{key}: *a{levels}\n")
+    }
+
+    #[test]
+    fn nested_aliases_are_refused_before_they_expand() {
+        // 367 bytes that expanded to 10,000 scalars, 34 MB in the parser, before the limit
+        // (found by tests/fuzz_decoders.rs).
+        let yaml = alias_bomb(4, 10, "unknown") + "url: h:1\n";
+        let err = GrpcConfigFile::from_yaml(&yaml).unwrap_err().to_string();
+        assert!(err.contains("alias replay limit exceeded"), "{err}");
+        // An alias or two, as a person might write, still work.
+        let file =
+            GrpcConfigFile::from_yaml("host: &hub hub.example.com:8090\nurl: *hub\n").unwrap();
+        assert_eq!(file.url, "hub.example.com:8090");
+    }
+
     #[test]
     fn go_durations_parse_like_time_parse_duration() {
         let cases = [
@@ -321,6 +366,12 @@ mod tests {
         for bad in ["", "10", "s", "10x", "-1s"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
         }
+        // Parts that fit alone but not together (found by tests/fuzz_decoders.rs, which saw
+        // "overflow when adding durations").
+        assert_eq!(
+            parse_go_duration("270015325096382448s18176728748613168128s"),
+            None
+        );
         let nanos: GoDuration = serde_json::from_str("1500000000").unwrap();
         assert_eq!(nanos.0, Duration::from_millis(1500));
     }

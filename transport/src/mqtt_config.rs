@@ -117,7 +117,7 @@ impl std::fmt::Debug for MqttConfig {
 
 impl MqttConfigFile {
     pub fn from_yaml(text: &str) -> Result<Self, MqttConfigError> {
-        serde_saphyr::from_str(text).map_err(|e| MqttConfigError::Yaml(e.to_string()))
+        crate::grpc_config::config_from_yaml(text).map_err(|e| MqttConfigError::Yaml(e.to_string()))
     }
 
     pub fn resolve(
@@ -308,6 +308,19 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(reason), "{yaml:?}: {err}");
         }
+    }
+
+    #[test]
+    fn nested_aliases_are_refused_before_they_expand() {
+        // Four levels of ten aliases each: 10,000 scalars from 370 bytes.
+        let mut yaml = format!("a0: &a0 [{}]\n", ["x"; 10].join(", "));
+        for level in 1..=4 {
+            let previous = format!("*a{}", level - 1);
+            yaml += &format!("a{level}: &a{level} [{}]\n", vec![previous; 10].join(", "));
+        }
+        yaml += &format!("brokerHost: b:1\n{TOPICS}extra: *a4\n");
+        let err = MqttConfigFile::from_yaml(&yaml).unwrap_err().to_string();
+        assert!(err.contains("alias replay limit exceeded"), "{err}");
     }
 
     #[test]
