@@ -123,6 +123,15 @@ pub enum ProbeError {
 /// One TLS handshake with the broker, trusting only `ca_pem` and checking the certificate names
 /// the URL's host — what every agent does first. Ok means the hub serves with this CA.
 pub async fn probe(url: &HubUrl, ca_pem: &str) -> Result<(), ProbeError> {
+    probe_via(url, ca_pem, None).await
+}
+
+/// [`probe`], through an HTTP CONNECT proxy when one is given (as the agent will connect).
+pub async fn probe_via(
+    url: &HubUrl,
+    ca_pem: &str,
+    proxy: Option<&ocm_transport::http_proxy::HttpProxy>,
+) -> Result<(), ProbeError> {
     let config = ocm_transport::tls::client_config(ca_pem, None)
         .map_err(|e| ProbeError::Ca(e.to_string()))?;
     let server_name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
@@ -137,7 +146,7 @@ pub async fn probe(url: &HubUrl, ca_pem: &str) -> Result<(), ProbeError> {
     };
     let tcp = tokio::time::timeout(
         Duration::from_secs(5),
-        tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
+        ocm_transport::http_proxy::connect(proxy, &url.to_string()),
     )
     .await
     .map_err(|_| unreachable("no answer within 5s".to_owned()))?
@@ -250,6 +259,18 @@ pub async fn check_token(
     cluster: &str,
     within: Duration,
 ) -> Result<(), TokenCheckError> {
+    check_token_via(url, ca_pem, token, cluster, within, None).await
+}
+
+/// [`check_token`], through an HTTP CONNECT proxy when one is given.
+pub async fn check_token_via(
+    url: &HubUrl,
+    ca_pem: &str,
+    token: &str,
+    cluster: &str,
+    within: Duration,
+    proxy: Option<&ocm_transport::http_proxy::HttpProxy>,
+) -> Result<(), TokenCheckError> {
     let config = GrpcClientConfig {
         url: url.to_string(),
         ca_pem: Some(ca_pem.to_owned()),
@@ -257,7 +278,7 @@ pub async fn check_token(
         token: Some(token.to_owned()),
         keep_alive: None,
         server_healthiness_timeout: None,
-        proxy: None,
+        proxy: proxy.cloned(),
     };
     let client = GrpcClient::new(&config).map_err(|e| TokenCheckError::Client {
         url: url.to_string(),

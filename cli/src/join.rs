@@ -10,6 +10,11 @@
 //!   the `ocm-agent` Deployment; or
 //! - with `--local`, `ocm-agent` starts as a local background process ([`crate::local`]).
 //!
+//! With `--proxy-url` (and `--proxy-ca-file` for an `https://` proxy) the preflight goes through
+//! the proxy, and the agent is given it: in the cluster as `OCM_PROXY_URL` from the bootstrap
+//! Secret (so its credentials are in no Deployment field, command line or log) and the CA
+//! mounted from there; locally in its environment and state directory ([`AgentProxy`]).
+//!
 //! What the managed cluster can see of the join ([`wait_for_credential`]): the agent keeps the
 //! certificate the hub signed for it in the Secret `hub-kubeconfig-secret`, labelled with its
 //! cluster name. It appears once the hub approved the agent's request — `ocmctl accept` on the
@@ -23,9 +28,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use ocm_api::k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use ocm_api::k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HTTPGetAction, Namespace, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretVolumeSource,
-    SecurityContext, ServiceAccount, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, Namespace,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
+    Secret, SecretKeySelector, SecretVolumeSource, SecurityContext, ServiceAccount, Volume,
+    VolumeMount,
 };
 use ocm_api::k8s_openapi::api::rbac::v1::{
     ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding, RoleRef, Subject,
@@ -36,6 +42,7 @@ use ocm_api::k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use ocm_api::kube::api::{Patch, PatchParams};
 use ocm_api::kube::{Api, Client, Resource};
 use ocm_api::registration::CLUSTER_NAME_LABEL;
+use ocm_transport::http_proxy::{HttpProxy, ProxyError};
 use serde::Serialize;
 
 use crate::hub::{self, HubUrl, ProbeError, TokenCheckError};
@@ -55,6 +62,63 @@ pub fn default_image() -> String {
 const HEALTH_PORT: i32 = 8092;
 /// Where the bootstrap Secret is mounted in the agent's Pod.
 const BOOTSTRAP_MOUNT: &str = "/spoke/bootstrap";
+/// The bootstrap Secret's key holding the proxy URL (with any credentials).
+pub const PROXY_URL_KEY: &str = "proxy-url";
+/// The bootstrap Secret's key holding an `https://` proxy's CA.
+pub const PROXY_CA_KEY: &str = "proxy-ca.crt";
+/// The agent's variable for `--proxy-url`.
+pub const PROXY_URL_ENV: &str = "OCM_PROXY_URL";
+
+/// The HTTP CONNECT proxy the agent reaches the hub through (`--proxy-url`, and
+/// `--proxy-ca-file` for an `https://` proxy). Its `Debug` shows no credentials.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AgentProxy {
+    /// As given, credentials included: only the agent's environment and Secret hold it.
+    url: String,
+    /// An `https://` proxy's CA (PEM).
+    ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for AgentProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentProxy")
+            .field("url", &ocm_transport::http_proxy::redact(&self.url))
+            .field("ca_pem", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// The URL without its credentials.
+impl std::fmt::Display for AgentProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&ocm_transport::http_proxy::redact(&self.url))
+    }
+}
+
+impl AgentProxy {
+    /// Checks the URL and CA as the agent will read them.
+    pub fn new(url: &str, ca_pem: Option<&str>) -> Result<Self, JoinError> {
+        HttpProxy::from_url(url, ca_pem)?;
+        Ok(Self {
+            url: url.trim().to_owned(),
+            ca_pem: ca_pem.map(str::to_owned),
+        })
+    }
+
+    /// The URL, credentials included, for the agent's environment.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// The proxy as the transport uses it.
+    pub fn http_proxy(&self) -> Result<HttpProxy, JoinError> {
+        Ok(HttpProxy::from_url(&self.url, self.ca_pem.as_deref())?)
+    }
+}
 
 /// What joining needs: the cluster's name on the hub, and the hub's URL, CA and a bootstrap
 /// token.
@@ -65,6 +129,8 @@ pub struct JoinRequest {
     pub hub_token: String,
     /// The hub CA, PEM.
     pub ca_pem: String,
+    /// The proxy the agent reaches the hub through, if any ([`JoinRequest::through`]).
+    pub proxy: Option<AgentProxy>,
 }
 
 impl std::fmt::Debug for JoinRequest {
@@ -72,6 +138,7 @@ impl std::fmt::Debug for JoinRequest {
         f.debug_struct("JoinRequest")
             .field("cluster_name", &self.cluster_name)
             .field("hub_url", &self.hub_url)
+            .field("proxy", &self.proxy)
             .finish_non_exhaustive()
     }
 }
@@ -120,7 +187,15 @@ impl JoinRequest {
             hub_url,
             hub_token: hub_token.trim().to_owned(),
             ca_pem: ca_pem.to_owned(),
+            proxy: None,
         })
+    }
+
+    /// The same request, the agent (and the preflight) reaching the hub through `proxy`.
+    #[must_use]
+    pub fn through(mut self, proxy: Option<AgentProxy>) -> Self {
+        self.proxy = proxy;
+        self
     }
 
     /// OCM's gRPC bootstrap config (`url`, `caData`, `token`) as YAML.
@@ -183,6 +258,8 @@ pub enum JoinError {
     },
     #[error(transparent)]
     Local(#[from] LocalError),
+    #[error("--proxy-url: {0}")]
+    Proxy(#[from] ProxyError),
     #[error(
         "the local agent of {cluster:?} stopped while waiting; its log {}:\n{tail}",
         log.display()
@@ -212,13 +289,19 @@ fn kube(what: &'static str) -> impl Fn(ocm_api::kube::Error) -> JoinError {
 /// Checks from here what the agent will need: the broker serves with this CA under this name,
 /// and accepts the token for this cluster.
 pub async fn preflight(request: &JoinRequest) -> Result<(), JoinError> {
-    hub::probe(&request.hub_url, &request.ca_pem).await?;
-    hub::check_token(
+    let proxy = request
+        .proxy
+        .as_ref()
+        .map(AgentProxy::http_proxy)
+        .transpose()?;
+    hub::probe_via(&request.hub_url, &request.ca_pem, proxy.as_ref()).await?;
+    hub::check_token_via(
         &request.hub_url,
         &request.ca_pem,
         &request.hub_token,
         &request.cluster_name,
         Duration::from_secs(15),
+        proxy.as_ref(),
     )
     .await?;
     Ok(())
@@ -293,6 +376,7 @@ pub async fn join(spoke: &Client, request: &JoinRequest, mode: &Mode) -> Result<
                 files,
                 agent_binary,
                 spoke_kubeconfig.as_deref(),
+                request.proxy.as_ref(),
             )
             .await?,
         )),
@@ -364,17 +448,43 @@ pub fn manifests(request: &JoinRequest, image: &str) -> AgentManifests {
         kind: kind.to_owned(),
         name: name.to_owned(),
     };
+    let mut args = vec![
+        "--cluster-name".to_owned(),
+        cluster.to_owned(),
+        "--bootstrap-config".to_owned(),
+        format!("{BOOTSTRAP_MOUNT}/{BOOTSTRAP_CONFIG_KEY}"),
+        "--health-listen".to_owned(),
+        format!("0.0.0.0:{HEALTH_PORT}"),
+    ];
+    let mut bootstrap_data =
+        BTreeMap::from([(BOOTSTRAP_CONFIG_KEY.to_owned(), request.bootstrap_config())]);
+    let mut env = None;
+    if let Some(proxy) = &request.proxy {
+        // The URL may hold credentials: from the Secret into the environment, never an arg.
+        bootstrap_data.insert(PROXY_URL_KEY.to_owned(), proxy.url().to_owned());
+        env = Some(vec![EnvVar {
+            name: PROXY_URL_ENV.to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: BOOTSTRAP_SECRET.to_owned(),
+                    key: PROXY_URL_KEY.to_owned(),
+                    ..SecretKeySelector::default()
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        }]);
+        if let Some(ca) = proxy.ca_pem() {
+            bootstrap_data.insert(PROXY_CA_KEY.to_owned(), ca.to_owned());
+            args.push("--proxy-ca-file".to_owned());
+            args.push(format!("{BOOTSTRAP_MOUNT}/{PROXY_CA_KEY}"));
+        }
+    }
     let container = Container {
         name: "agent".to_owned(),
         image: Some(image.to_owned()),
-        args: Some(vec![
-            "--cluster-name".to_owned(),
-            cluster.to_owned(),
-            "--bootstrap-config".to_owned(),
-            format!("{BOOTSTRAP_MOUNT}/{BOOTSTRAP_CONFIG_KEY}"),
-            "--health-listen".to_owned(),
-            format!("0.0.0.0:{HEALTH_PORT}"),
-        ]),
+        args: Some(args),
+        env,
         ports: Some(vec![ContainerPort {
             name: Some("health".to_owned()),
             container_port: HEALTH_PORT,
@@ -414,10 +524,7 @@ pub fn manifests(request: &JoinRequest, image: &str) -> AgentManifests {
         bootstrap_secret: Secret {
             metadata: meta(BOOTSTRAP_SECRET, ns, cluster),
             type_: Some("Opaque".to_owned()),
-            string_data: Some(BTreeMap::from([(
-                BOOTSTRAP_CONFIG_KEY.to_owned(),
-                request.bootstrap_config(),
-            )])),
+            string_data: Some(bootstrap_data),
             ..Secret::default()
         },
         service_account: ServiceAccount {
@@ -740,6 +847,63 @@ mod tests {
             !format!("{request:?}").contains("t0k3n"),
             "the token stays out of logs"
         );
+    }
+
+    #[test]
+    fn a_proxy_reaches_the_deployed_agent_from_the_secret_and_never_shows() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let proxy_ca = rcgen::CertificateParams::new(vec!["proxy".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let proxy =
+            AgentProxy::new("https://alice:s3cret@proxy.corp:3128", Some(&proxy_ca)).unwrap();
+        let request = request().through(Some(proxy.clone()));
+        for shown in [
+            format!("{request:?}"),
+            format!("{proxy:?}"),
+            proxy.to_string(),
+        ] {
+            assert!(
+                !shown.contains("s3cret") && !shown.contains("alice"),
+                "{shown}"
+            );
+        }
+        let m = manifests(&request, "example.com/ocm-agent:v1");
+        let data = m.bootstrap_secret.string_data.as_ref().unwrap();
+        assert_eq!(data[PROXY_URL_KEY], "https://alice:s3cret@proxy.corp:3128");
+        assert_eq!(data[PROXY_CA_KEY], proxy_ca);
+        let pod = m.deployment.spec.unwrap().template.spec.unwrap();
+        let agent = &pod.containers[0];
+        let args = agent.args.as_ref().unwrap().join(" ");
+        assert!(
+            args.ends_with("--proxy-ca-file /spoke/bootstrap/proxy-ca.crt"),
+            "{args}"
+        );
+        assert!(!args.contains("s3cret"), "{args}");
+        let env = agent.env.as_ref().unwrap();
+        assert_eq!(env.len(), 1);
+        assert_eq!(env[0].name, PROXY_URL_ENV);
+        assert_eq!(env[0].value, None, "the URL is not in the Deployment");
+        let from = env[0]
+            .value_from
+            .as_ref()
+            .and_then(|v| v.secret_key_ref.as_ref())
+            .unwrap();
+        assert_eq!(
+            (from.name.as_str(), from.key.as_str()),
+            (BOOTSTRAP_SECRET, PROXY_URL_KEY)
+        );
+
+        // No proxy: nothing of it.
+        let plain = manifests(&super::tests::request(), "example.com/ocm-agent:v1");
+        let pod = plain.deployment.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[0].env, None);
+        assert_eq!(plain.bootstrap_secret.string_data.unwrap().len(), 1);
+        // A CA for a plain HTTP proxy is refused rather than ignored.
+        let err = AgentProxy::new("http://proxy.corp:3128", Some(&proxy_ca)).unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! config (it holds the token, so only the owner may read it), the agent's log and its pid, by
 //! which `ocmctl unjoin` finds and stops it.
 //!
+//! With a proxy (`join --proxy-url`), the agent gets its URL in its environment
+//! (`OCM_PROXY_URL`, readable only by its owner, unlike its command line) and an `https://`
+//! proxy's CA as `proxy-ca.crt` in the state directory.
+//!
 //! The agent runs in its own process group, so a Ctrl-C in the terminal that ran `ocmctl` does
 //! not reach it. A pid is only ever signalled after `/proc` shows it is still this cluster's
 //! agent with this bootstrap config, so a reused pid is never hit.
@@ -26,6 +30,8 @@ pub struct LocalFiles {
     /// The agent's output, appended to.
     pub log: PathBuf,
     pub pid: PathBuf,
+    /// An `https://` proxy's CA, when the agent reaches the hub through one.
+    pub proxy_ca: PathBuf,
 }
 
 impl LocalFiles {
@@ -36,6 +42,7 @@ impl LocalFiles {
             bootstrap_config: dir.join("bootstrap-config.yaml"),
             log: dir.join("ocm-agent.log"),
             pid: dir.join("ocm-agent.pid"),
+            proxy_ca: dir.join("proxy-ca.crt"),
             dir,
         }
     }
@@ -127,6 +134,12 @@ pub fn write_bootstrap_config(files: &LocalFiles, yaml: &str) -> Result<(), Loca
         .map_err(io("writing", &files.bootstrap_config))
 }
 
+/// Writes an `https://` proxy's CA into the state directory (created by
+/// [`write_bootstrap_config`]).
+pub fn write_proxy_ca(files: &LocalFiles, pem: &str) -> Result<(), LocalError> {
+    std::fs::write(&files.proxy_ca, pem).map_err(io("writing", &files.proxy_ca))
+}
+
 /// Records the agent's pid for `unjoin`.
 pub fn record_pid(files: &LocalFiles, pid: u32) -> Result<(), LocalError> {
     std::fs::write(&files.pid, format!("{pid}\n")).map_err(io("writing", &files.pid))
@@ -198,14 +211,16 @@ pub struct Started {
 }
 
 /// Starts `agent_binary` for `cluster` in the background with `bootstrap_yaml`, against the
-/// managed cluster of `spoke_kubeconfig` (else the agent's own default, as ocmctl's). Fails if
-/// one already runs, or if the agent exits within its first second (its log tail says why).
+/// managed cluster of `spoke_kubeconfig` (else the agent's own default, as ocmctl's), reaching
+/// the hub through `proxy` if given. Fails if one already runs, or if the agent exits within
+/// its first second (its log tail says why).
 pub async fn start(
     cluster: &str,
     bootstrap_yaml: &str,
     files: &LocalFiles,
     agent_binary: &Path,
     spoke_kubeconfig: Option<&Path>,
+    proxy: Option<&crate::join::AgentProxy>,
 ) -> Result<Started, LocalError> {
     if let Some(pid) = running(files, cluster) {
         return Err(LocalError::AlreadyRunning {
@@ -215,6 +230,20 @@ pub async fn start(
     }
     write_bootstrap_config(files, bootstrap_yaml)?;
     let health = SocketAddr::from(([127, 0, 0, 1], free_local_port()?));
+    let mut args = agent_args(cluster, files, spoke_kubeconfig, health);
+    match proxy.and_then(crate::join::AgentProxy::ca_pem) {
+        Some(ca) => {
+            write_proxy_ca(files, ca)?;
+            args.push("--proxy-ca-file".to_owned());
+            args.push(files.proxy_ca.display().to_string());
+        }
+        None => match std::fs::remove_file(&files.proxy_ca) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io("removing", &files.proxy_ca)(e));
+            }
+            _ => {}
+        },
+    }
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -225,11 +254,19 @@ pub async fn start(
         .map_err(io("opening the agent log", &files.log))?;
     let mut child = {
         use std::os::unix::process::CommandExt as _;
-        Command::new(agent_binary)
-            .args(agent_args(cluster, files, spoke_kubeconfig, health))
+        let mut command = Command::new(agent_binary);
+        command
+            .args(args)
             // The flags decide, not what the caller's environment happens to hold.
             .env_remove("OCM_AGENT_KUBECONFIG")
             .env_remove("OCM_CLUSTER_NAME")
+            .env_remove(crate::join::PROXY_URL_ENV);
+        if let Some(proxy) = proxy {
+            // Not an argument: /proc/<pid>/cmdline is anyone's to read, the environment only
+            // its owner's.
+            command.env(crate::join::PROXY_URL_ENV, proxy.url());
+        }
+        command
             // Its log is a file: plain text, no colour codes.
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -292,7 +329,7 @@ pub async fn stop(
             Stopped::Agent(pid)
         }
     };
-    for file in [&files.pid, &files.bootstrap_config] {
+    for file in [&files.pid, &files.bootstrap_config, &files.proxy_ca] {
         match std::fs::remove_file(file) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(io("removing", file)(e));
@@ -375,7 +412,7 @@ mod tests {
     async fn start_retrying(files: &LocalFiles, binary: &Path) -> Result<Started, LocalError> {
         // Another test thread may fork while the script is still open for writing (ETXTBSY).
         for _ in 0..20 {
-            match start("c1", "url: hub:8090\n", files, binary, None).await {
+            match start("c1", "url: hub:8090\n", files, binary, None, None).await {
                 Err(LocalError::AgentBinary { source, .. })
                     if source.raw_os_error() == Some(26) =>
                 {
@@ -398,7 +435,7 @@ mod tests {
         let started = start_retrying(&files, &binary).await.unwrap();
         assert_eq!(running(&files, "c1"), Some(started.pid));
         assert_eq!(running(&files, "c2"), None);
-        let again = start("c1", "url: hub:8090\n", &files, &binary, None).await;
+        let again = start("c1", "url: hub:8090\n", &files, &binary, None, None).await;
         assert!(
             matches!(again, Err(LocalError::AlreadyRunning { pid, .. }) if pid == started.pid),
             "{again:?}"
@@ -417,6 +454,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_proxy_reaches_the_agent_in_its_environment_never_its_command_line() {
+        let scratch = tempfile::tempdir().unwrap();
+        let files = LocalFiles::new(&scratch.path().join("state"), "c1");
+        let binary = stand_in(
+            scratch.path(),
+            "echo \"proxy=$OCM_PROXY_URL\"; echo \"args=$*\"; while true; do sleep 0.1; done",
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertificateParams::new(vec!["proxy".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .pem();
+        let proxy =
+            crate::join::AgentProxy::new("https://alice:s3cret@proxy:3128", Some(&ca)).unwrap();
+        let started = loop {
+            match start("c1", "url: hub:8090\n", &files, &binary, None, Some(&proxy)).await {
+                Err(LocalError::AgentBinary { source, .. })
+                    if source.raw_os_error() == Some(26) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other.unwrap(),
+            }
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let log = loop {
+            let log = std::fs::read_to_string(&files.log).unwrap_or_default();
+            if log.contains("args=") {
+                break log;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no output: {log}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            log.contains("proxy=https://alice:s3cret@proxy:3128"),
+            "{log}"
+        );
+        assert!(
+            log.contains(&format!("--proxy-ca-file {}", files.proxy_ca.display())),
+            "{log}"
+        );
+        let cmdline = std::fs::read(format!("/proc/{}/cmdline", started.pid)).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&cmdline).contains("s3cret"),
+            "the password is on the command line"
+        );
+        assert_eq!(std::fs::read_to_string(&files.proxy_ca).unwrap(), ca);
+        stop(&files, "c1", Duration::from_secs(5)).await.unwrap();
+        assert!(!files.proxy_ca.exists(), "stop removes the proxy CA too");
+    }
+
+    #[tokio::test]
     async fn an_agent_that_exits_at_once_is_reported_with_its_log() {
         let scratch = tempfile::tempdir().unwrap();
         let files = LocalFiles::new(&scratch.path().join("state"), "c1");
@@ -430,7 +520,7 @@ mod tests {
             "{err}"
         );
         assert!(!files.pid.exists());
-        let missing = start("c1", "", &files, &scratch.path().join("nope"), None)
+        let missing = start("c1", "", &files, &scratch.path().join("nope"), None, None)
             .await
             .unwrap_err()
             .to_string();

@@ -120,6 +120,15 @@ enum Command {
         /// Skip checking from here that the hub serves with this CA and accepts the token.
         #[arg(long)]
         skip_preflight: bool,
+        /// An HTTP CONNECT proxy the agent (and the preflight) reaches the hub through:
+        /// http://[user:password@]host:port, or https:// for TLS to the proxy. The agent gets
+        /// it in its environment (from the bootstrap Secret in the cluster), never as an
+        /// argument.
+        #[arg(long)]
+        proxy_url: Option<String>,
+        /// The CA (PEM file) of an https:// proxy's certificate.
+        #[arg(long, requires = "proxy_url")]
+        proxy_ca_file: Option<PathBuf>,
     },
     /// Remove what `join` set up on the managed cluster of --kubeconfig (stops a local agent).
     Unjoin {
@@ -475,7 +484,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             image,
             wait,
             skip_preflight,
+            proxy_url,
+            proxy_ca_file,
         } => {
+            let proxy_ca = match &proxy_ca_file {
+                Some(path) => Some(
+                    std::fs::read_to_string(path)
+                        .with_context(|| format!("reading --proxy-ca-file {}", path.display()))?,
+                ),
+                None => None,
+            };
+            let proxy = proxy_url
+                .as_deref()
+                .map(|url| ocm_cli::join::AgentProxy::new(url, proxy_ca.as_deref()))
+                .transpose()?;
             let request = match (ca_data, ca_file) {
                 (_, Some(path)) => {
                     let pem = std::fs::read_to_string(&path)
@@ -484,7 +506,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 (Some(data), None) => JoinRequest::new(&cluster_name, hub_url, &hub_token, &data)?,
                 (None, None) => anyhow::bail!("pass the hub CA with --ca-data or --ca-file"),
-            };
+            }
+            .through(proxy);
             let spoke = spoke_client(cli.kubeconfig.as_deref()).await?;
             if !skip_preflight {
                 ocm_cli::join::preflight(&request).await?;
@@ -509,6 +532,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     image: image.unwrap_or_else(ocm_cli::join::default_image),
                 },
             };
+            if let Some(proxy) = &request.proxy {
+                println!("{cluster_name}: the agent reaches the hub through the proxy {proxy}");
+            }
             match ocm_cli::join::join(&spoke, &request, &mode).await? {
                 Joined::Local(started) => println!(
                     "{cluster_name}: ocm-agent runs locally (pid {}, log {}, health http://{}/healthz)",

@@ -4,6 +4,7 @@
 //! and reports its cluster's status (Joined, Available from `/livez`, Kubernetes version,
 //! capacity and allocatable) whenever that changes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ocm_api::cluster::v1::{
@@ -30,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bootstrap::{self, BootstrapConfig};
 use crate::credentials::{AGENT_NAMESPACE, CredentialStore};
+use crate::health::{AgentHealth, Loop};
 use crate::rotation::{self, CertificateError, Validity};
 use crate::status::{self, ClaimPolicy};
 use crate::work::agent::{self as work_agent, WorkAgentConfig, WorkInbox};
@@ -168,6 +170,16 @@ pub async fn run(
     config: AgentConfig,
     cancel: CancellationToken,
 ) -> Result<(), AgentError> {
+    run_observed(spoke, config, Arc::default(), cancel).await
+}
+
+/// [`run`], reporting its readiness, vital loops and metrics to `health`.
+pub async fn run_observed(
+    spoke: Client,
+    config: AgentConfig,
+    health: Arc<AgentHealth>,
+    cancel: CancellationToken,
+) -> Result<(), AgentError> {
     let name = config.bootstrap.name.clone();
     install_spoke_crds(&spoke).await;
     let mut refused_before = false;
@@ -188,6 +200,7 @@ pub async fn run(
                 identity
             }
             None => {
+                health.joining();
                 let identity = bootstrap::bootstrap(&config.bootstrap, &cancel).await?;
                 config
                     .credentials
@@ -197,7 +210,7 @@ pub async fn run(
                 identity
             }
         };
-        match connected(&spoke, &config, identity, just_joined, &cancel).await? {
+        match connected(&spoke, &config, identity, just_joined, &health, &cancel).await? {
             Ended::Cancelled => return Ok(()),
             Ended::Expired => {
                 tracing::warn!(cluster = %name.cluster, "the client certificate expired unrenewed; bootstrapping again");
@@ -231,6 +244,7 @@ async fn connected(
     config: &AgentConfig,
     identity: PemIdentity,
     just_joined: bool,
+    health: &Arc<AgentHealth>,
     cancel: &CancellationToken,
 ) -> Result<Ended, AgentError> {
     let name = &config.bootstrap.name;
@@ -249,6 +263,7 @@ async fn connected(
             .chain(config.work.mqtt.is_none().then(DataType::manifest_bundles))
             .collect(),
     };
+    let subscriptions = interest.data_types.len();
     let connection = cancel.child_token();
     // The connection's tasks end with this function, whatever the way out.
     let _disconnect = connection.clone().drop_guard();
@@ -263,7 +278,15 @@ async fn connected(
     };
     let mut refusal = grpc_client.credential_refusal();
     let mut refusals = Refusals::default();
-    let (works_tx, works_resync_tx) = start_work_agent(spoke, config, &hub, &connection)?;
+    // Ready while this connection is complete and the cluster accepted; the loop below must
+    // turn at least every status period.
+    let _observed = health.connection(
+        grpc_client.streams(),
+        subscriptions,
+        health.stall_limit(config.status_every),
+        connection.clone(),
+    );
+    let (works_tx, works_resync_tx) = start_work_agent(spoke, config, &hub, health, &connection)?;
     let mut identity = identity;
     let mut validity = Validity::of(&identity.cert_chain)?;
     let mut renew_at = validity.renewal_due(rotation::jittered_fraction());
@@ -284,6 +307,7 @@ async fn connected(
     let early_retries = tokio::time::sleep(early_retry);
     tokio::pin!(early_retries);
     loop {
+        health.beat(Loop::Registration);
         let now = jiff::Timestamp::now();
         let rotation_due = rotation::until(now, renew_at);
         let expiry = rotation::until(now, validity.not_after);
@@ -348,8 +372,8 @@ async fn connected(
                 if data_type == DataType::manifest_bundles() {
                     // The work agent asks with the generations it holds.
                     let _ = works_resync_tx.try_send(());
-                } else {
-                    resync(&hub, &name.cluster, &data_type).await;
+                } else if resync_sent(&hub, &name.cluster, &data_type).await {
+                    health.resync_sent(&data_type);
                 }
             }
             event = inbox.events.recv() => {
@@ -377,10 +401,12 @@ async fn connected(
                             // agent), was taken back at the hub's next check of its expired
                             // lease.
                             renew(&hub, &name.cluster, lease.as_ref()).await;
+                            health.lease_renewed(current.spec.lease_duration());
                             renewal.as_mut().reset(tokio::time::Instant::now() + jittered(current.spec.lease_duration()));
                         } else if period_changed {
                             renewal.as_mut().reset(tokio::time::Instant::now() + jittered(current.spec.lease_duration()));
                         }
+                        health.set_accepted(accepted(Some(&current)));
                         cluster = Some(current);
                         report(&hub, spoke, &config.claims, cluster.as_ref(), rotated).await;
                     }
@@ -400,6 +426,7 @@ async fn connected(
                 let every = cluster.as_ref().map_or(Duration::from_secs(60), |c| c.spec.lease_duration());
                 if accepted(cluster.as_ref()) {
                     renew(&hub, &name.cluster, lease.as_ref()).await;
+                    health.lease_renewed(every);
                 }
                 renewal.as_mut().reset(tokio::time::Instant::now() + jittered(every));
             }
@@ -413,6 +440,7 @@ fn start_work_agent(
     spoke: &Client,
     config: &AgentConfig,
     hub: &Publisher,
+    health: &Arc<AgentHealth>,
     connection: &CancellationToken,
 ) -> Result<(mpsc::Sender<CloudEvent>, mpsc::Sender<()>), AgentError> {
     let name = &config.bootstrap.name;
@@ -437,6 +465,7 @@ fn start_work_agent(
     ));
     work_config.eviction_grace = config.work.eviction_grace;
     work_config.resync_every = config.work.resync_every;
+    work_config.health = Arc::clone(health);
     let (events_tx, events) = mpsc::channel(256);
     let (resync_tx, resync) = mpsc::channel(4);
     let publisher = match &config.work.mqtt {
@@ -548,6 +577,11 @@ pub fn jittered(period: Duration) -> Duration {
 
 /// After (re)subscribing, ask the hub for everything of the data type.
 pub async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
+    resync_sent(hub, cluster, data_type).await;
+}
+
+/// [`resync`]; whether the hub took the request.
+pub async fn resync_sent(hub: &Publisher, cluster: &str, data_type: &DataType) -> bool {
     let event = ocm_transport::resync::spec_resync_request(
         data_type,
         cluster,
@@ -556,8 +590,12 @@ pub async fn resync(hub: &Publisher, cluster: &str, data_type: &DataType) {
         uuid::Uuid::new_v4().to_string(),
         jiff::Timestamp::now(),
     );
-    if let Err(err) = hub.publish(&event).await {
-        tracing::warn!(%cluster, %data_type, %err, "resync request not sent");
+    match hub.publish(&event).await {
+        Ok(()) => true,
+        Err(err) => {
+            tracing::warn!(%cluster, %data_type, %err, "resync request not sent");
+            false
+        }
     }
 }
 

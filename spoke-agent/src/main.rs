@@ -17,10 +17,12 @@ use ocm_spoke_agent::agent::{self, AgentConfig, WorkOptions};
 use ocm_spoke_agent::bootstrap::BootstrapConfig;
 use ocm_spoke_agent::credentials::CredentialStore;
 use ocm_spoke_agent::csr::AgentName;
+use ocm_spoke_agent::health::AgentHealth;
 use ocm_spoke_agent::status::ClaimPolicy;
 use ocm_transport::client::TransportConfig;
 use ocm_transport::grpc_config::{GrpcConfigFile, parse_go_duration};
-use ocm_transport::health::{self, Readiness};
+use ocm_transport::health;
+use ocm_transport::http_proxy::{self, HttpProxy, ProxyEnv, ProxySource};
 use ocm_transport::mqtt_config::MqttConfig;
 use tokio_util::sync::CancellationToken;
 
@@ -83,6 +85,18 @@ struct Cli {
     /// Where /healthz, /readyz and /metrics are served (plain HTTP).
     #[arg(long, default_value = "127.0.0.1:8092")]
     health_listen: SocketAddr,
+    /// How long a vital loop (registration, work agent; the lease renewal: its period plus
+    /// this) may go without turning before /healthz fails.
+    #[arg(long, default_value = "3m", value_parser = duration)]
+    liveness_stall_timeout: Duration,
+    /// Reach the hub through this HTTP CONNECT proxy: http://[user:password@]host:port, or
+    /// https:// for TLS to the proxy. Wins over HTTPS_PROXY and is used whatever NO_PROXY says.
+    /// Its credentials are never logged.
+    #[arg(long, env = "OCM_PROXY_URL", hide_env_values = true)]
+    proxy_url: Option<String>,
+    /// The CA (PEM) that signed an https:// proxy's certificate (default: the system's CAs).
+    #[arg(long)]
+    proxy_ca_file: Option<PathBuf>,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
@@ -125,6 +139,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         _ => None,
     };
+    let mut grpc = grpc;
+    grpc.proxy = proxy(&cli, &grpc.url).await?;
+    if grpc.proxy.is_some() && mqtt.is_some() {
+        tracing::warn!("the MQTT work connection does not use the proxy; only the hub's gRPC does");
+    }
     let spoke = client(cli.kubeconfig.as_deref()).await?;
     let config = AgentConfig {
         bootstrap: BootstrapConfig {
@@ -155,25 +174,57 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
     };
     let cancel = CancellationToken::new();
-    let readiness = Arc::new(Readiness::default());
+    let observed = Arc::new(AgentHealth::new(cli.liveness_stall_timeout));
+    let mut registry = prometheus_client::registry::Registry::default();
+    observed.metrics.register(&mut registry);
     let listener = tokio::net::TcpListener::bind(cli.health_listen)
         .await
         .with_context(|| format!("binding the health endpoint on {}", cli.health_listen))?;
     tokio::spawn(health::serve(
         listener,
-        Arc::clone(&readiness),
-        Arc::new(prometheus_client::registry::Registry::default()),
+        Arc::clone(&observed),
+        Arc::new(registry),
         cancel.clone(),
     ));
-    readiness.set_ready();
     let stop = cancel.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
     });
-    agent::run(spoke, config, cancel).await?;
+    agent::run_observed(spoke, config, observed, cancel).await?;
     Ok(())
+}
+
+/// The proxy to reach the hub at `hub_url` through: `--proxy-url`, else `HTTPS_PROXY` unless
+/// `NO_PROXY` (or Go's loopback rule) exempts the hub.
+async fn proxy(cli: &Cli, hub_url: &str) -> anyhow::Result<Option<HttpProxy>> {
+    let env = ProxyEnv::from_lookup(|name| std::env::var(name).ok());
+    let target = hub_url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    let chosen = http_proxy::choose(cli.proxy_url.as_deref(), &env, target);
+    let ca = match &cli.proxy_ca_file {
+        Some(path) => Some(
+            tokio::fs::read_to_string(path)
+                .await
+                .with_context(|| format!("reading --proxy-ca-file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let Some((url, source)) = chosen else {
+        if ca.is_some() {
+            tracing::warn!(hub = %target, "--proxy-ca-file is not used: no proxy for the hub");
+        }
+        return Ok(None);
+    };
+    let from = match source {
+        ProxySource::Explicit => "--proxy-url",
+        ProxySource::Environment => "HTTPS_PROXY",
+    };
+    let proxy = HttpProxy::from_url(url, ca.as_deref()).context(from)?;
+    tracing::info!(%proxy, from, hub = %target, "reaching the hub through an HTTP proxy");
+    Ok(Some(proxy))
 }
 
 async fn client(kubeconfig: Option<&std::path::Path>) -> anyhow::Result<Client> {
@@ -206,6 +257,20 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;
+
+    #[test]
+    fn help_never_shows_the_proxy_credentials_from_the_environment() {
+        let help = super::Cli::command().render_long_help().to_string();
+        assert!(help.contains("--proxy-url"), "{help}");
+        assert!(help.contains("OCM_PROXY_URL"), "{help}");
+        // `hide_env_values`: whatever the variable holds never reaches --help.
+        let arg = super::Cli::command();
+        let proxy = arg
+            .get_arguments()
+            .find(|a| a.get_id() == "proxy_url")
+            .cloned();
+        assert!(proxy.is_some_and(|a| a.is_hide_env_values_set()));
+    }
 
     #[test]
     fn answers_help_and_version() {

@@ -34,6 +34,8 @@ pub struct GrpcClient {
     rotations: Arc<watch::Sender<u64>>,
     /// Set when the broker refuses this client's credential, cleared when it is accepted again.
     refusal: Arc<watch::Sender<Option<String>>>,
+    /// The Subscribe streams the broker answered, open now and lost so far.
+    streams: Arc<watch::Sender<Streams>>,
     token: Option<Arc<str>>,
     /// The limit is per connection, as OCM's.
     publish_limit: Arc<RateLimiter>,
@@ -45,6 +47,7 @@ impl std::fmt::Debug for GrpcClient {
             .field("client_certificate", &self.identity.is_some())
             .field("token", &self.token.is_some())
             .field("rotations", &*self.rotations.borrow())
+            .field("streams", &*self.streams.borrow())
             .finish_non_exhaustive()
     }
 }
@@ -90,10 +93,7 @@ impl GrpcClient {
                 let (address, server_name, proxy) =
                     (address.clone(), server_name.clone(), proxy.clone());
                 async move {
-                    let tcp = match &proxy {
-                        Some(proxy) => crate::http_proxy::connect_via(proxy, &address).await?,
-                        None => tokio::net::TcpStream::connect(address).await?,
-                    };
+                    let tcp = crate::http_proxy::connect(proxy.as_ref(), &address).await?;
                     let stream = connector.connect(server_name, tcp).await?;
                     Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
                 }
@@ -105,6 +105,7 @@ impl GrpcClient {
             identity,
             rotations: Arc::new(watch::channel(0).0),
             refusal: Arc::new(watch::channel(None).0),
+            streams: Arc::new(watch::channel(Streams::default()).0),
             token: config.token.as_deref().map(Arc::from),
             publish_limit: Arc::new(RateLimiter::ocm_default()),
         })
@@ -135,6 +136,14 @@ impl GrpcClient {
     /// takes this as its cue to bootstrap again; a network failure is never a refusal.
     pub fn credential_refusal(&self) -> watch::Receiver<Option<String>> {
         self.refusal.subscribe()
+    }
+
+    /// Follows this client's Subscribe streams (all clones' together): how many are open now,
+    /// and how many that had opened were lost (an error, the broker ending them, missing
+    /// heartbeats) — not those ended for a rotation or a [`Self::resubscribe`]. An agent is
+    /// connected while every subscription it keeps is open.
+    pub fn streams(&self) -> watch::Receiver<Streams> {
+        self.streams.subscribe()
     }
 
     fn record(&self, outcome: Result<(), &Status>) {
@@ -267,6 +276,7 @@ impl GrpcClient {
         if subscribed.send(id.to_owned()).await.is_err() {
             return StreamEnd::ConsumerGone;
         }
+        let open = OpenStream::new(&self.streams);
         let mut stream = response.into_inner();
         let mut received = false;
         loop {
@@ -283,6 +293,7 @@ impl GrpcClient {
                 next = message => match next {
                     Ok(next) => next,
                     Err(limit) => {
+                        open.lost();
                         return StreamEnd::Broken { reason: format!("no heartbeat for {limit:?}"), received };
                     }
                 },
@@ -290,12 +301,16 @@ impl GrpcClient {
             let message = match next {
                 Ok(Some(message)) => message,
                 Ok(None) => {
+                    open.lost();
                     return StreamEnd::Broken {
                         reason: "stream closed by the broker".to_owned(),
                         received,
                     };
                 }
-                Err(status) => return StreamEnd::broken(&status, received),
+                Err(status) => {
+                    open.lost();
+                    return StreamEnd::broken(&status, received);
+                }
             };
             received = true;
             if message.r#type == HEARTBEAT_TYPE {
@@ -312,6 +327,47 @@ impl GrpcClient {
                 }
             }
         }
+    }
+}
+
+/// A client's Subscribe streams ([`GrpcClient::streams`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Streams {
+    /// Streams the broker answered (with a subscription ID) that have not ended.
+    pub open: usize,
+    /// Streams that had opened and were then lost, over the client's life.
+    pub lost: u64,
+}
+
+/// One open stream, counted while it lives; marked lost when it ends for a failure.
+struct OpenStream<'a> {
+    streams: &'a watch::Sender<Streams>,
+    lost: std::cell::Cell<bool>,
+}
+
+impl<'a> OpenStream<'a> {
+    fn new(streams: &'a watch::Sender<Streams>) -> Self {
+        streams.send_modify(|s| s.open += 1);
+        Self {
+            streams,
+            lost: std::cell::Cell::new(false),
+        }
+    }
+
+    fn lost(&self) {
+        self.lost.set(true);
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        let lost = self.lost.get();
+        self.streams.send_modify(|s| {
+            s.open = s.open.saturating_sub(1);
+            if lost {
+                s.lost += 1;
+            }
+        });
     }
 }
 

@@ -11,8 +11,8 @@ use hyper::{Request, Response, StatusCode};
 use prometheus_client::registry::Registry;
 use tokio_util::sync::CancellationToken;
 
-/// Whether the process serves: set once it is up (the hub: CRDs, PKI and broker; the agent:
-/// connected to the hub).
+/// Whether the process serves: set once it is up (the hub: CRDs, PKI and broker). The agent
+/// answers with its own [`Probe`].
 #[derive(Debug, Default)]
 pub struct Readiness(AtomicBool);
 
@@ -26,10 +26,54 @@ impl Readiness {
     }
 }
 
+/// What `/readyz` or `/healthz` answers: 200 with `body` when `ok`, else 503 with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    pub ok: bool,
+    pub body: String,
+}
+
+impl ProbeAnswer {
+    pub fn ok(body: impl Into<String>) -> Self {
+        Self {
+            ok: true,
+            body: body.into(),
+        }
+    }
+
+    pub fn failed(body: impl Into<String>) -> Self {
+        Self {
+            ok: false,
+            body: body.into(),
+        }
+    }
+}
+
+/// How a process answers its probes. [`Readiness`] is the simplest: ready once set, always
+/// live.
+pub trait Probe: Send + Sync {
+    /// `/readyz`: whether the process does its job now.
+    fn ready(&self) -> ProbeAnswer;
+    /// `/healthz` and `/livez`: whether it is worth keeping (false: restart it).
+    fn live(&self) -> ProbeAnswer {
+        ProbeAnswer::ok("ok")
+    }
+}
+
+impl Probe for Readiness {
+    fn ready(&self) -> ProbeAnswer {
+        if self.is_ready() {
+            ProbeAnswer::ok("ok")
+        } else {
+            ProbeAnswer::failed("starting")
+        }
+    }
+}
+
 /// Serves until `cancel`.
-pub async fn serve(
+pub async fn serve<P: Probe + ?Sized + 'static>(
     listener: tokio::net::TcpListener,
-    readiness: Arc<Readiness>,
+    readiness: Arc<P>,
     registry: Arc<Registry>,
     cancel: CancellationToken,
 ) {
@@ -47,7 +91,7 @@ pub async fn serve(
         let (readiness, registry) = (Arc::clone(&readiness), Arc::clone(&registry));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<Incoming>| {
-                let response = respond(request.uri().path(), &readiness, &registry);
+                let response = respond(request.uri().path(), &*readiness, &registry);
                 async move { Ok::<_, Infallible>(response) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
@@ -57,11 +101,18 @@ pub async fn serve(
     }
 }
 
-fn respond(path: &str, readiness: &Readiness, registry: &Registry) -> Response<Full<Bytes>> {
+fn respond<P: Probe + ?Sized>(path: &str, probe: &P, registry: &Registry) -> Response<Full<Bytes>> {
+    let answer = |answer: ProbeAnswer| {
+        let status = if answer.ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        (status, answer.body)
+    };
     let (status, body) = match path {
-        "/healthz" | "/livez" => (StatusCode::OK, "ok".to_owned()),
-        "/readyz" if readiness.is_ready() => (StatusCode::OK, "ok".to_owned()),
-        "/readyz" => (StatusCode::SERVICE_UNAVAILABLE, "starting".to_owned()),
+        "/healthz" | "/livez" => answer(probe.live()),
+        "/readyz" => answer(probe.ready()),
         "/metrics" => {
             let mut text = String::new();
             match prometheus_client::encoding::text::encode(&mut text, registry) {

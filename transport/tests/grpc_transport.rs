@@ -842,6 +842,115 @@ async fn an_agent_behind_an_http_connect_proxy_subscribes_and_publishes_through_
     assert_eq!(err.code(), Code::Unavailable, "{err}");
 }
 
+/// A TLS front for a plain proxy, as an `https://` proxy is: TLS (with `identity`) on a port of
+/// its own, each connection's bytes passed on to `backend` once the handshake is done.
+async fn tls_front(
+    identity: &PemIdentity,
+    backend: u16,
+) -> (u16, Arc<std::sync::atomic::AtomicU64>) {
+    use rustls::pki_types::pem::PemObject as _;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(identity.cert_chain.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(identity.key.as_bytes()).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let handshakes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&handshakes);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, counted) = (acceptor.clone(), Arc::clone(&counted));
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Ok(mut plain) = tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+            });
+        }
+    });
+    (port, handshakes)
+}
+
+#[tokio::test]
+async fn an_agent_behind_an_https_proxy_verifies_the_proxy_with_its_ca_and_tunnels_through_it() {
+    let hub = start_hub(Duration::from_secs(10), 4 << 20).await;
+    let proxy = Tinyproxy::start();
+    let proxy_ca = TestCa::new("proxy CA");
+    let (front, handshakes) = tls_front(&proxy_ca.server("proxy"), proxy.port).await;
+    let config = |proxy: HttpProxy| GrpcClientConfig {
+        url: format!("127.0.0.1:{}", hub.port),
+        ca_pem: Some(hub.pki.ca.pem()),
+        client_identity: Some(hub.pki.agent("cluster1")),
+        token: None,
+        keep_alive: None,
+        server_healthiness_timeout: None,
+        proxy: Some(proxy),
+    };
+    let https =
+        HttpProxy::from_url(&format!("https://localhost:{front}"), Some(&proxy_ca.pem())).unwrap();
+    let client = GrpcClient::new(&config(https)).unwrap();
+    let mut running = Running::start(&client, quick(None));
+    next(
+        &mut running.subscribed,
+        "a subscription through the https proxy",
+    )
+    .await;
+    let event = work_event(WORK_SPEC, Some("cluster1"), b"{}");
+    assert_eq!(hub.broker.send(&event).unwrap(), 1);
+    assert_eq!(
+        next(&mut running.events, "an event through the https proxy").await,
+        event
+    );
+    client
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap();
+    running.stop().await;
+    assert!(handshakes.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let log = proxy.log();
+    assert!(
+        log.contains(&format!("127.0.0.1:{}", hub.port)),
+        "the proxy behind the TLS front carried the tunnel: {log}"
+    );
+
+    // A proxy whose certificate another CA signed is not trusted: nothing goes through it.
+    let stranger = HttpProxy::from_url(
+        &format!("https://localhost:{front}"),
+        Some(&TestCa::new("another CA").pem()),
+    )
+    .unwrap();
+    let before = handshakes.load(std::sync::atomic::Ordering::SeqCst);
+    let refused = GrpcClient::new(&config(stranger)).unwrap();
+    let err = refused
+        .publish(&work_event(WORK_STATUS, Some("cluster1"), b"{}"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err}");
+    assert_eq!(
+        handshakes.load(std::sync::atomic::Ordering::SeqCst),
+        before,
+        "no TLS session with a proxy the CA does not vouch for"
+    );
+}
+
 #[tokio::test]
 async fn a_rotated_client_certificate_resubscribes_and_is_presented_from_then_on() {
     let hub = start_hub(Duration::from_secs(10), 4 << 20).await;

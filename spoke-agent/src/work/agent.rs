@@ -40,6 +40,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::cache::{CachedWork, WorkCache, Written};
 use super::reconcile::{Applier, WorkOutcome};
+use crate::health::{AgentHealth, Loop, WORK_LOOP_TICK, WorkTrigger};
 
 /// How the work agent runs.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct WorkAgentConfig {
     pub settle: Duration,
     /// Where the works held are remembered across restarts; `None` forgets them.
     pub cache: Option<WorkCache>,
+    /// Where the loop shows it turns, and what it counts.
+    pub health: Arc<AgentHealth>,
 }
 
 impl WorkAgentConfig {
@@ -69,6 +72,7 @@ impl WorkAgentConfig {
             eviction_grace: Duration::from_secs(3600),
             settle: Duration::from_millis(100),
             cache: None,
+            health: Arc::default(),
         }
     }
 }
@@ -144,6 +148,15 @@ pub async fn run(
     let mut synced_at: Option<Instant> = None;
     let mut resync = ResyncRetry::default();
     let mut deleted_recently = Forgotten::default();
+    // What made each work due (for the latency metrics), until its next pass starts.
+    let mut triggers: HashMap<String, WorkTrigger> = HashMap::new();
+    let health = Arc::clone(&config.health);
+    let _vital = health.guard(
+        Loop::WorkAgent,
+        health.stall_limit(WORK_LOOP_TICK),
+        Some(cancel.clone()),
+    );
+    let mut vital_tick = tokio::time::interval(WORK_LOOP_TICK);
     if let Some(cache) = &config.cache {
         for cached in remembered(cache, &config).await {
             let uid = cached.work.metadata.uid.clone().unwrap_or_default();
@@ -164,6 +177,7 @@ pub async fn run(
         }
     }
     loop {
+        health.beat(Loop::WorkAgent);
         // Start what is due, as far as the concurrency allows.
         let now = Instant::now();
         let ready: Vec<String> = due
@@ -187,11 +201,14 @@ pub async fn run(
             let task = reconcile(
                 applier.clone(),
                 hub.clone(),
-                Arc::clone(&sequence),
-                config.agent_id.clone(),
+                (Arc::clone(&sequence), config.agent_id.clone()),
                 entry.work.clone(),
                 entry.sent.clone(),
                 (config.cache.clone(), entry.written.clone()),
+                (
+                    triggers.remove(&uid).unwrap_or_default(),
+                    Arc::clone(&health),
+                ),
             );
             running.spawn(task);
         }
@@ -215,6 +232,7 @@ pub async fn run(
                     // our Deleted=True): already done.
                     tracing::debug!(cluster = %config.cluster, event = %event.id, "deletion of a work already deleted");
                 } else if let Some(uid) = receive(&mut works, &event, &config.cluster) {
+                    triggers.entry(uid.clone()).or_default().received(Instant::now());
                     due.insert(uid, Instant::now());
                 }
             }
@@ -240,6 +258,7 @@ pub async fn run(
             }
             Some(key) = changed.recv() => {
                 for uid in index.get(&key).into_iter().flatten() {
+                    triggers.entry(uid.clone()).or_default().changed(Instant::now());
                     let at = Instant::now() + config.settle;
                     due.entry(uid.clone()).and_modify(|d| *d = (*d).min(at)).or_insert(at);
                 }
@@ -268,6 +287,7 @@ pub async fn run(
                         deleted_recently.remember(&uid);
                         works.remove(&uid);
                         due.remove(&uid);
+                        triggers.remove(&uid);
                         reindex(&mut index, &uid, &ManifestWorkStatus::default());
                         continue;
                     }
@@ -298,6 +318,7 @@ pub async fn run(
                 }
             }
             () = sleep_until(next_due) => {}
+            _ = vital_tick.tick() => {}
         }
     }
     running.abort_all();
@@ -491,6 +512,7 @@ async fn ask_for_changes(
     match hub.publish(&event).await {
         Ok(()) => {
             tracing::info!(cluster = %config.cluster, held = works.len(), "asked the hub for changed works");
+            config.health.resync_sent(&DataType::manifest_bundles());
             true
         }
         Err(error) => {
@@ -536,15 +558,16 @@ async fn remember(
     }
 }
 
-/// Reconciles one work: applies it (or deletes what it owns) and sends its status if changed.
+/// Reconciles one work: applies it (or deletes what it owns) and sends its status if changed;
+/// counts the pass and its latencies from `trigger` in `health`.
 async fn reconcile(
     applier: Applier,
     hub: Publisher,
-    sequence: Arc<SequenceIdGenerator>,
-    agent_id: String,
+    (sequence, agent_id): (Arc<SequenceIdGenerator>, String),
     work: ManifestWork,
     sent: Option<String>,
     (cache, written): (Option<WorkCache>, Option<Written>),
+    (trigger, health): (WorkTrigger, Arc<AgentHealth>),
 ) -> Finished {
     let uid = work.metadata.uid.clone().unwrap_or_default();
     let name = name_of(&work);
@@ -570,6 +593,7 @@ async fn reconcile(
                         {
                             tracing::warn!(work = %name, %error, "deleted work not forgotten");
                         }
+                        health.work_applied("deleted", &trigger);
                         Ok(Done::Deleted)
                     }
                     Err(error) => Err(error),
@@ -586,6 +610,12 @@ async fn reconcile(
             retry_after,
             ..
         }) => {
+            let outcome = if retry_after.is_some() {
+                "failed"
+            } else {
+                "applied"
+            };
+            health.work_applied(outcome, &trigger);
             let kinds = kinds_of(&applier, &work).await;
             let mut reported = work.clone();
             reported.status = Some(status.clone());
@@ -596,7 +626,10 @@ async fn reconcile(
                 sent
             } else {
                 match send_status(&hub, &sequence, &agent_id, &reported).await {
-                    Ok(hash) => Some(hash),
+                    Ok(hash) => {
+                        health.work_status_published(&trigger);
+                        Some(hash)
+                    }
                     // Not sent: try again on the next pass.
                     Err(error) => {
                         tracing::warn!(work = %name, %error, "status not sent");
@@ -617,7 +650,10 @@ async fn reconcile(
                 written,
             })
         }
-        Err(error) => Err(error.to_string()),
+        Err(error) => {
+            health.work_applied("failed", &trigger);
+            Err(error.to_string())
+        }
     };
     Finished { uid, result }
 }

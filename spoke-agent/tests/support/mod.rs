@@ -216,18 +216,45 @@ pub(crate) async fn hub_counter(health_port: u16, name: &str, labels: &[&str]) -
 
 /// A plain HTTP GET on 127.0.0.1 (the hub's health endpoint), body as text.
 async fn http_get_body(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+    http_get(port, path).await.1
+}
+
+/// A plain HTTP GET on 127.0.0.1 (a health endpoint): the status code and the body.
+pub(crate) async fn http_get(port: u16, path: &str) -> (u16, String) {
+    try_http_get(port, path)
         .await
-        .unwrap();
+        .unwrap_or_else(|e| panic!("GET {path} on 127.0.0.1:{port}: {e}"))
+}
+
+/// [`http_get`], or why there is no answer (nothing listening yet).
+pub(crate) async fn try_http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     stream
         .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+        .await?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default()
+    stream.read_to_string(&mut response).await?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
+    Ok((status, body.to_owned()))
+}
+
+/// The value of the sample `name` (exactly that name, e.g. `…_seconds_count`) with all of
+/// `labels` (`key="value"`) from the `/metrics` on `port`, summed over the other labels; 0 when
+/// it has none yet.
+pub(crate) async fn metric(port: u16, name: &str, labels: &[&str]) -> f64 {
+    let text = http_get_body(port, "/metrics").await;
+    text.lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                && labels.iter().all(|l| line.contains(l))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }

@@ -26,6 +26,11 @@ pub enum TestEnvError {
          (`cargo xtask test` does)"
     )]
     MosquittoMissing,
+    #[error(
+        "tinyproxy is required for the proxy tests; install it with `apt-get install tinyproxy` \
+         (`cargo xtask test` does)"
+    )]
+    TinyproxyMissing,
     #[error("cluster {cluster}: {what}: {error}")]
     Io {
         cluster: String,

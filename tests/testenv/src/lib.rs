@@ -28,6 +28,7 @@ mod pki;
 mod ports;
 mod process;
 pub mod relay;
+pub mod tinyproxy;
 
 pub use cluster::{Cluster, ClusterConfig, DIR_ENV, KEEP_ENV, KWOK_NODE_ANNOTATION, PROFILING_ENV};
 pub use error::TestEnvError;
@@ -36,6 +37,7 @@ pub use ocm_testbins::{Assets, AssetsError, AssetsLocation};
 pub use ports::free_port;
 pub use process::Process;
 pub use relay::Relay;
+pub use tinyproxy::{Tinyproxy, TinyproxyOptions};
 
 /// Polls `check` every 100 ms until it yields a value, and panics naming `what` if none comes
 /// within `within`: the "eventually" of tests against real clusters (never a timing assertion).
