@@ -987,3 +987,76 @@ fn cluster_and_binding_admission_bodies_are_judged_or_refused_and_defaults_apply
         },
     );
 }
+
+/// DER lengths of up to 2^64 in front of a few bytes, at any point of a valid request, or as the
+/// request's own outer length.
+fn claimed_der_lengths() -> impl Strategy<Value = fuzz::Bytes> {
+    let long_length = |length: u64| {
+        let bytes = length.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        let mut out = vec![0x80 | (8 - skip) as u8];
+        out.extend(&bytes[skip..]);
+        out
+    };
+    let inside = (
+        proptest::sample::select(SEED_DERS.clone()),
+        any::<Index>(),
+        proptest::sample::select(vec![
+            0x30_u8, 0x31, 0x02, 0x03, 0x04, 0x06, 0x0c, 0x13, 0xa0,
+        ]),
+        (1u64 << 16)..=u64::MAX,
+        proptest::collection::vec(any::<u8>(), 0..64),
+    )
+        .prop_map(move |(seed, cut, tag, length, tail)| {
+            let mut der = seed[..cut.index(seed.len() + 1)].to_vec();
+            der.push(tag);
+            der.extend(long_length(length));
+            der.extend(tail);
+            fuzz::Bytes(pem(&der))
+        });
+    let outer = (
+        proptest::sample::select(SEED_DERS.clone()),
+        (1u64 << 16)..=u64::MAX,
+    )
+        .prop_map(move |(seed, length)| {
+            let mut der = vec![0x30];
+            der.extend(long_length(length));
+            der.extend(content_of(&seed));
+            fuzz::Bytes(pem(&der))
+        });
+    prop_oneof![inside, outer]
+}
+
+#[test]
+fn der_lengths_claimed_beyond_the_request_allocate_nothing_for_them() {
+    LazyLock::force(&ISSUER);
+    // Base64 decoding and parsing cost a few times the PEM; nothing may follow the claim.
+    let tight = Bound {
+        factor: 4,
+        slack: 64 << 10,
+    };
+    run_within(
+        "CSR claimed DER lengths",
+        tight,
+        claimed_der_lengths(),
+        |request| {
+            let case = CsrCase {
+                request,
+                label: Some(CLUSTER.to_owned()),
+                signer: SIGNER_NAME.to_owned(),
+                usages: None,
+                expiration_seconds: None,
+            };
+            let object = case.object();
+            bounded(case.size(), || {
+                if csr::requested_common_name(&case.request).is_ok() {
+                    fuzz::reached("named");
+                }
+                drop(csr::check_request(&object));
+                if csr::issue(&object, &ISSUER, std::time::Duration::from_secs(3600)).is_ok() {
+                    fuzz::reached("issued");
+                }
+            });
+        },
+    );
+}

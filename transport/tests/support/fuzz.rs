@@ -312,7 +312,7 @@ pub(crate) fn wild_string() -> impl Strategy<Value = String> {
     .prop_map(str::to_owned);
     let huge = (
         proptest::sample::select(vec!['a', '.', '-', ':', 'é', '\u{10ffff}', '\0', '\n']),
-        1usize..(64 << 10),
+        1usize..(16 << 10),
     )
         .prop_map(|(c, n)| std::iter::repeat_n(c, n).collect::<String>());
     prop_oneof![
@@ -430,8 +430,9 @@ pub(crate) fn byte_op() -> impl Strategy<Value = ByteOp> {
     ]
 }
 
-/// Inputs are kept below this, so a case stays fast and the bound meaningful.
-const MAX_MUTATED_LEN: usize = 512 << 10;
+/// Mutated inputs are cut to this: large enough for every structure, small enough that a long
+/// session runs a hundred thousand cases per target in minutes.
+const MAX_MUTATED_LEN: usize = 64 << 10;
 
 fn apply(bytes: &mut Vec<u8>, op: &ByteOp, tokens: &[&[u8]]) {
     let at = |i: &Index, len: usize| if len == 0 { 0 } else { i.index(len + 1) };
@@ -529,7 +530,7 @@ pub(crate) fn interesting_json() -> impl Strategy<Value = Value> {
         })
     });
     let wide = (
-        0usize..4096,
+        0usize..1024,
         prop_oneof![Just(Value::Null), Just(serde_json::json!({}))],
     )
         .prop_map(|(n, item)| Value::Array(vec![item; n]));
@@ -568,7 +569,7 @@ fn json_op() -> impl Strategy<Value = JsonOp> {
         2 => (any::<Index>(), wild_string(), interesting_json())
             .prop_map(|(i, k, v)| JsonOp::Add(i, k, v)),
         1 => (any::<Index>(), 1u16..300).prop_map(|(i, d)| JsonOp::Nest(i, d)),
-        1 => (any::<Index>(), 2u16..2000).prop_map(|(i, n)| JsonOp::Widen(i, n)),
+        1 => (any::<Index>(), 2u16..512).prop_map(|(i, n)| JsonOp::Widen(i, n)),
     ]
 }
 
